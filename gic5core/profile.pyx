@@ -1,0 +1,46 @@
+# The revision profiles: v2 and v3 as posted (bugs included) and the final mainline code.
+#
+# Rules this file keeps:
+# - PROFILE_DATA is the only place that knows what differs between revisions (spec table 9.2,
+#   5.1, 7.1, 7.6); everything else reads the profile_t switches.
+# - PROFILES lists the names in series order; "final" is the default everywhere.
+
+PROFILES = ("v2", "v3", "final")
+
+PROFILE_DATA = {
+    "v2": dict(
+        nr_ppis=128, umask_rule=UMASK_V2_INDEX_AS_BITMAP, gate_by_umask=False,
+        exposure_rule=EXPOSE_V2_PER_VCPU_INVERTED, trap_wide=True,
+        fold_changed_only=True, fold_skips_dvi=False, clear_edge_latch_on_entry=False,
+        wake_strict=False, wake_checks_en=False, wake_fast_path=True, sync_prio_on_check=True,
+    ),
+    "v3": dict(
+        nr_ppis=128, umask_rule=UMASK_SINGLE_BIT, gate_by_umask=True,
+        exposure_rule=EXPOSE_VCPU0_EVERY_FIRST_RUN, trap_wide=False,
+        fold_changed_only=True, fold_skips_dvi=True, clear_edge_latch_on_entry=False,
+        wake_strict=False, wake_checks_en=False, wake_fast_path=False, sync_prio_on_check=False,
+    ),
+    "final": dict(
+        nr_ppis=64, umask_rule=UMASK_SINGLE_BIT, gate_by_umask=True,
+        exposure_rule=EXPOSE_VCPU0_ONCE, trap_wide=False,
+        fold_changed_only=False, fold_skips_dvi=False, clear_edge_latch_on_entry=True,
+        wake_strict=True, wake_checks_en=True, wake_fast_path=False, sync_prio_on_check=False,
+    ),
+}
+
+
+def profile_switches(name):
+    """profile_switches(name) -> dict: the switch values of profile ``name`` (a copy)."""
+    if not isinstance(name, str):
+        raise TypeError(f"profile must be a str, not {type(name).__name__}")
+    try:
+        return dict(PROFILE_DATA[name])
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+cdef int profile_load(str name, profile_t* out) except -1:
+    # Cython converts the dict to the struct field by field; a missing or extra key is a
+    # build-time-visible KeyError/TypeError here, never a silently zeroed switch.
+    out[0] = profile_switches(name)
+    return 0

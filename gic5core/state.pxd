@@ -1,0 +1,120 @@
+# The state of one VM and its vCPUs, as C structs: the contract every core module reads.
+#
+# Invariants (each function in ppi.pxd / vm.pyx keeps them):
+# - Every mask bit >= vm.prof.nr_ppis is 0 in every KVM-side mask (a 64-PPI profile never
+#   stores word 1), and every mask is a subset of vm.impl where the kernel derives it from the
+#   implemented set (exposed, userspace_ppis).
+# - enabled is a subset of the exposed set in force when the guest wrote ENABLER.
+# - Only PPI 3 (SW_PPI) is edge-configured; pending_latch bits exist only for it unless a v2
+#   trapped write put one there.
+# - owned bits are PPIs 23 (PMU), 27 (vtimer), 30 (ptimer) only: the owner of each is implied
+#   by the PPI number, because V5 forces the architected numbers before any owner is set.
+# - hw (DVI) bits are 27 and 30 only, set with their owners at the vCPU's first run.
+# - The ICH_* image fields mean "the hardware registers" only while loaded == 1; between
+#   runs they keep the last exit's values (the vCPU's saved copy), which the next flush
+#   restores or overwrites.
+# - vm.lock protects every field of the VM and all its vCPUs; every core entry point takes it
+#   (see vm.pyx for the list of what is atomic against what).
+
+from libc.stdint cimport uint8_t, uint16_t, int16_t, uint32_t, uint64_t
+from gic5core.mask cimport mask128
+from gic5core.profile cimport profile_t
+
+cdef enum:
+    NR_PPIS_MAX = 128       # the architectural PPI space
+    MAX_VCPUS = 512         # VGIC_V5_MAX_CPUS == KVM_MAX_VCPU_IDS on arm64
+    SW_PPI = 3              # GICV5_ARCH_PPI_SW_PPI: the only edge PPI, the only userspace one
+    PPI_PMUIRQ = 23         # GICV5_ARCH_PPI_PMUIRQ
+    PPI_CNTHP = 26          # GICV5_ARCH_PPI_CNTHP
+    PPI_CNTV = 27           # GICV5_ARCH_PPI_CNTV
+    PPI_CNTHV = 28          # GICV5_ARCH_PPI_CNTHV
+    PPI_CNTP = 30           # GICV5_ARCH_PPI_CNTP
+    PPI_INTID_BASE = 0x20000000  # GICV5_HWIRQ_TYPE_PPI << 29
+
+cdef enum:  # timer index (the KVM_ARM_VCPU_TIMER_IRQ_* attr numbers)
+    TIMER_VTIMER = 0        # KVM_ARM_VCPU_TIMER_IRQ_VTIMER
+    TIMER_PTIMER = 1        # KVM_ARM_VCPU_TIMER_IRQ_PTIMER
+    TIMER_HVTIMER = 2       # KVM_ARM_VCPU_TIMER_IRQ_HVTIMER
+    TIMER_HPTIMER = 3       # KVM_ARM_VCPU_TIMER_IRQ_HPTIMER
+    NR_TIMERS = 4
+
+cdef enum:  # who injects
+    OWNER_USERSPACE = 0     # KVM_IRQ_LINE passes owner = NULL
+    OWNER_KERNEL = 1        # the PPI's in-kernel device (timer or PMU) injects with itself
+
+ctypedef struct vcpu_t:
+    # --- KVM's per-IRQ shadow (struct vgic_irq fields, one bit per PPI) ---
+    mask128 pending_latch    # edge latch (and v2 trapped SPENDR); KVM-pending for edge PPIs
+    mask128 line_level       # level input; for hw (DVI) PPIs the physical line the guest sees
+    mask128 enabled          # guest enable, masked by the exposed set at the trapped write
+    mask128 active           # active as folded back at the last exit
+    mask128 owned            # PPI has an in-kernel owner (userspace injections are dropped)
+    mask128 hw               # PPI is hardware-mapped and directly injected (DVI)
+    mask128 exposed          # v2 only: this vCPU's exposed set (v3/final use vm.exposed)
+    uint8_t priority[128]    # shadow priority, synced from the image at a WFI put (v2: at check)
+    # --- the ICH_PPI_* register image: the GICv5 "list registers" of PPIs ---
+    mask128 ich_dvir         # ICH_PPI_DVIR0/1_EL2: directly injected PPIs (zeroed at exit)
+    mask128 ich_enabler      # ICH_PPI_ENABLER0/1_EL2
+    mask128 ich_pendr        # ICH_PPI_PENDR0/1_EL2 (DVI PPIs: hardware owns pending)
+    mask128 ich_activer      # ICH_PPI_ACTIVER0/1_EL2
+    uint64_t ich_priorityr[16]  # ICH_PPI_PRIORITYR0..15_EL2: byte k of reg n = PPI 8n+k
+    uint64_t vmcr            # ICH_VMCR_EL2 while loaded: EN bit 0, VPMR bits 31:27
+    uint64_t apr             # ICH_APR_EL2 while loaded: bit p = priority p active
+    uint64_t saved_vmcr      # vgic_vmcr: VMCR saved at the last exit (wake predicate input)
+    uint64_t saved_apr       # vgic_apr: APR saved at the last put (wake predicate input)
+    mask128 pendr_entry      # v2/v3: PENDR as written at entry (changed-bits fold)
+    mask128 activer_entry    # v2/v3: ACTIVER as written at entry (changed-bits fold)
+    # --- vCPU configuration and lifecycle ---
+    uint32_t vcpu_id         # KVM vcpu_id (0..511)
+    uint32_t pmu_irq         # KVM_ARM_VCPU_PMU_V3_IRQ value; 0 = not set
+    uint8_t el2              # KVM_ARM_VCPU_HAS_EL2 feature (nested virt: INIT refuses it)
+    uint8_t pmu_feature      # KVM_ARM_VCPU_PMU_V3 feature
+    uint8_t pmu_created      # PMU_V3_INIT done (owner of PPI 23 taken then, with a VGIC)
+    uint8_t timers_enabled   # kvm_timer_enable done: owners + DVI of vtimer/ptimer set
+    uint8_t has_run          # the first KVM_RUN completed
+    uint8_t running          # inside run(): its vcpu->mutex is held
+    uint8_t loaded           # the ICH image is live (between flush and fold)
+    uint8_t cpu_lines        # KVM_ARM_IRQ_TYPE_CPU lines: bit 0 IRQ, bit 1 FIQ
+    uint8_t timer_level      # recorded timer line levels, bit = timer index
+    uint8_t pmu_level        # recorded PMU overflow line level
+
+ctypedef struct vm_t:
+    profile_t prof           # the revision being modelled (copied, never shared)
+    unsigned int nr_ppis     # prof.nr_ppis, hoisted for the hot paths
+    mask128 impl             # host implemented PPIs, cut to nr_ppis
+    mask128 userspace_ppis   # computed at CTRL_INIT by the profile's rule
+    mask128 exposed          # v3/final: the VM's exposed set (vgic_ppi_mask)
+    mask128 hmr              # exposed PPIs configured level (vgic_ppi_hmr); informative
+    mask128 edge_cfg         # edge-configured PPIs: {SW_PPI}
+    uint8_t host_pmu         # the host supports PMUv3
+    uint8_t has_device       # a V5 VGIC exists (irqchip_in_kernel)
+    uint8_t initialised      # CTRL_INIT done (vgic_initialized)
+    uint8_t dead             # kvm->vm_dead: every ioctl answers -EIO
+    uint8_t ran_once         # some vCPU completed its first run
+    uint8_t timer_ppis_frozen   # KVM_ARCH_FLAG_TIMER_PPIS_IMMUTABLE
+    uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
+    int nr_vcpus             # vCPUs created; index = creation order
+    int lock                 # spinlock word (0 free, 1 held); see gic5_lock/gic5_unlock
+    int16_t id_to_index[512] # vcpu_id -> index, -1 if no such vCPU
+    vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
+
+
+cdef extern from *:
+    """
+    #include <sched.h>
+    /* A test-and-test-and-set spinlock. Held only for bounded C work (one call, or one
+       chunk of a batch), never across anything that needs the GIL, so a thread that holds
+       the GIL and spins cannot deadlock with the holder. sched_yield() keeps a 2-core box
+       from burning a whole quantum when the holder was descheduled. */
+    static inline void gic5_lock(int *l) {
+        unsigned spins = 0;
+        while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) {
+            while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
+                if (++spins > 64) { sched_yield(); spins = 0; }
+            }
+        }
+    }
+    static inline void gic5_unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
+    """
+    void gic5_lock(int* l) noexcept nogil
+    void gic5_unlock(int* l) noexcept nogil

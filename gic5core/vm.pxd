@@ -1,0 +1,12 @@
+# VmCore: one VM's state, owned by a cdef class so the hot paths need no Python objects.
+#
+# Rules: the struct lives inside the object (no separate allocation); vCPUs are allocated one
+# by one at creation (stable addresses, freed in __dealloc__); every method takes vm.lock
+# for the whole of its C work. cpuif.pyx and storm.pyx reach the state through `vm`.
+
+from gic5core.state cimport vm_t, vcpu_t
+
+cdef class VmCore:
+    cdef vm_t vm                 # the whole VM: profile, masks, flags, vCPU table
+    cdef readonly str profile    # the profile's name, for repr and the front end
+    cdef vcpu_t* vcpu_at(self, int index) except NULL

@@ -1,0 +1,495 @@
+# VmCore: the KVM side of one VM (lifecycle, attributes that touch state, injection, run).
+#
+# Rules this file keeps:
+# - Every def method does its C work between gic5_lock/gic5_unlock on vm.lock, computing a
+#   0 / -errno code, and raises (through errors.check, once) only after unlocking.
+# - The behaviour itself lives in ppi.pxd; this file adds the ioctl-shaped checks in the
+#   kernel's order and the bookkeeping of vCPUs.
+# - Python-level argument validation that the kernel never sees (types, negative ids, buffer
+#   handling) is the front end's; C-type range errors (OverflowError) come from Cython's
+#   argument conversion before anything runs.
+#
+# What is atomic against what (the kernel takes the target IRQ's raw spinlock for an
+# injection and config_lock for configuration):
+# - vm.lock is one spinlock per VM held for the whole of every core call: a per-call
+#   irq_line, a whole chunk of a batch, a first run + flush, a fold, one guest instruction, one
+#   attribute operation, one inspection. So every core call is atomic against every other on
+#   the same VM, which is stronger than the kernel's per-IRQ lock and therefore enough: any
+#   interleaving of gic5 calls is a serial order the kernel could also have produced.
+# - The front end's threading.Lock (the config_lock) additionally serialises configuration
+#   sequences that span several core calls (create, INIT, attributes, first run).
+# - Different VMs share nothing: threads working on different VMs never contend.
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
+cimport cython
+
+from gic5core.errors cimport check
+from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
+                            set_bit, assign_bit, bitmap_and)
+from gic5core.profile cimport profile_load
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, MAX_VCPUS, SW_PPI,
+                             PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
+                             PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL)
+from gic5core.ppi cimport (irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
+                           has_pending, kvm_pending, exposed_of, put_wfi)
+
+cdef enum:
+    KVM_DEV_TYPE_ARM_VGIC_V5 = 16
+    KVM_CREATE_DEVICE_TEST = 1
+    KVM_ARMV8_PMU_GICV5_IRQ = 0x20000017
+    KVM_ARM_VCPU_PMU_V3_IRQ = 0
+    KVM_ARM_VCPU_PMU_V3_INIT = 1
+
+# Timer PPI numbers before a V5 device exists (the GICv3-style defaults) and after.
+cdef uint32_t TIMER_DEFAULT[4]
+TIMER_DEFAULT[:] = [PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP]
+
+
+cdef inline tuple words(mask128 m):
+    return (m.w[0], m.w[1])
+
+
+cdef inline bint is_v5_ppi(const vm_t* vm, uint32_t intid) noexcept nogil:
+    # irq_is_ppi() for a V5 VM: type field 1 and an index below VGIC_V5_NR_PRIVATE_IRQS.
+    return (intid >> 29) == 1 and (intid & 0xffffff) < vm.nr_ppis
+
+
+cdef inline void apply_recorded_timer(vm_t* vm, vcpu_t* v, int timer) noexcept nogil:
+    cdef unsigned int ppi = vm.timer_ppi[timer] & 0xffffff
+    inject_ppi(vm, v, ppi, (v.timer_level >> timer) & 1, OWNER_KERNEL)
+
+
+cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # kvm_arch_vcpu_run_pid_change, spec 4.5 / 10.2.
+    if vm.has_device:
+        if not vm.initialised:
+            vm.dead = 1  # kvm_vgic_map_resources failed: the VM is dead
+            return -EBUSY
+        if not v.timers_enabled:
+            # timer_irqs_are_valid: skipped once frozen; else vtimer and ptimer (the only
+            # timers without NV) must carry their architected V5 INTIDs.
+            if not vm.timer_ppis_frozen:
+                if (vm.timer_ppi[TIMER_VTIMER] != PPI_INTID_BASE + PPI_CNTV
+                        or vm.timer_ppi[TIMER_PTIMER] != PPI_INTID_BASE + PPI_CNTP):
+                    return -EINVAL
+                vm.timer_ppis_frozen = 1
+            set_bit(PPI_CNTV, &v.owned)
+            set_bit(PPI_CNTP, &v.owned)
+            set_bit(PPI_CNTV, &v.hw)    # VHE host: both are direct timers, DVI
+            set_bit(PPI_CNTP, &v.hw)
+            v.timers_enabled = 1
+            apply_recorded_timer(vm, v, TIMER_VTIMER)
+            apply_recorded_timer(vm, v, TIMER_PTIMER)
+    if v.pmu_feature and not v.pmu_created:
+        return -EINVAL  # kvm_arm_pmu_v3_enable; the VM stays alive
+    if vm.has_device:
+        finalize(vm, v)
+    v.has_run = 1
+    vm.ran_once = 1
+    return 0
+
+
+@cython.final
+cdef class VmCore:
+    """VmCore(profile="final", host_pmu=True, impl0=0x5C800008, impl1=0)
+
+    The compiled state of one VM. The gic5 front end wraps it; every method answers like
+    the KVM ioctl it stands for (OSError with the kernel's errno on failure).
+    """
+
+    def __cinit__(self, str profile="final", bint host_pmu=True,
+                  uint64_t impl0=0x5C800008, uint64_t impl1=0):
+        cdef int i
+        profile_load(profile, &self.vm.prof)
+        self.profile = profile
+        self.vm.nr_ppis = self.vm.prof.nr_ppis
+        self.vm.impl = bitmap_and(mask_make(impl0, impl1), bitmap_fill(self.vm.nr_ppis))
+        self.vm.edge_cfg = bit_mask(SW_PPI)
+        self.vm.host_pmu = host_pmu
+        for i in range(MAX_VCPUS):
+            self.vm.id_to_index[i] = -1
+        for i in range(4):
+            self.vm.timer_ppi[i] = TIMER_DEFAULT[i]
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self.vm.nr_vcpus):
+            free(self.vm.vcpus[i])
+            self.vm.vcpus[i] = NULL
+        self.vm.nr_vcpus = 0
+
+    cdef vcpu_t* vcpu_at(self, int index) except NULL:
+        if index < 0 or index >= self.vm.nr_vcpus:
+            raise IndexError(f"no vCPU with index {index}")
+        return self.vm.vcpus[index]
+
+    def __repr__(self):
+        return (f"<VmCore profile={self.profile} vcpus={self.vm.nr_vcpus} "
+                f"device={bool(self.vm.has_device)} initialised={bool(self.vm.initialised)} "
+                f"dead={bool(self.vm.dead)}>")
+
+    # --- properties the front end reads ----------------------------------------------------
+
+    @property
+    def nr_ppis(self):
+        return self.vm.nr_ppis
+
+    @property
+    def nr_vcpus(self):
+        return self.vm.nr_vcpus
+
+    @property
+    def has_device(self):
+        return bool(self.vm.has_device)
+
+    @property
+    def initialised(self):
+        return bool(self.vm.initialised)
+
+    @property
+    def dead(self):
+        return bool(self.vm.dead)
+
+    @property
+    def impl_ppis(self):
+        return words(self.vm.impl)
+
+    def alive(self):
+        """alive() -> None: EIO when the VM is dead (every VM, device and vCPU ioctl)."""
+        if self.vm.dead:
+            check(-EIO)
+
+    # --- KVM_CREATE_VCPU --------------------------------------------------------------------
+
+    def create_vcpu(self, unsigned long vcpu_id, bint el2=False, bint pmu=False):
+        """create_vcpu(vcpu_id, el2, pmu) -> index (creation order)."""
+        cdef int rc = 0, index = -1
+        cdef vcpu_t* v = NULL
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif vcpu_id >= MAX_VCPUS or self.vm.nr_vcpus >= MAX_VCPUS:
+            rc = -EINVAL
+        elif self.vm.initialised:
+            rc = -EBUSY  # kvm_arch_vcpu_precreate: VGIC already initialised
+        elif self.vm.id_to_index[vcpu_id] >= 0:
+            rc = -EEXIST
+        elif pmu and not self.vm.host_pmu:
+            rc = -EINVAL  # KVM_ARM_VCPU_INIT refuses an unsupported feature
+        else:
+            v = <vcpu_t*>calloc(1, sizeof(vcpu_t))
+            if v == NULL:
+                rc = -12  # ENOMEM
+            else:
+                v.vcpu_id = <uint32_t>vcpu_id
+                v.el2 = el2
+                v.pmu_feature = pmu
+                index = self.vm.nr_vcpus
+                self.vm.vcpus[index] = v
+                self.vm.id_to_index[vcpu_id] = index
+                self.vm.nr_vcpus += 1
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return index
+
+    def vcpu_id(self, int index):
+        return self.vcpu_at(index).vcpu_id
+
+    # --- KVM_CREATE_DEVICE and the device attributes that act on state ----------------------
+
+    def create_device(self, uint32_t dev_type, uint32_t flags=0):
+        """create_device(type, flags) -> True if created, False in test mode."""
+        cdef int rc = 0, i
+        cdef bint created = False
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif dev_type != KVM_DEV_TYPE_ARM_VGIC_V5:
+            rc = -ENODEV
+        elif flags & KVM_CREATE_DEVICE_TEST:
+            rc = 0
+        else:
+            for i in range(self.vm.nr_vcpus):
+                if self.vm.vcpus[i].running:
+                    rc = -EBUSY  # mutex_trylock of a running vCPU fails
+            if rc == 0:
+                if self.vm.has_device:
+                    rc = -EEXIST
+                elif self.vm.ran_once:
+                    rc = -EBUSY
+                else:
+                    self.vm.has_device = 1
+                    for i in range(4):  # kvm_timer_init_vm: v5 encoding
+                        self.vm.timer_ppi[i] = PPI_INTID_BASE + TIMER_DEFAULT[i]
+                    created = True
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return created
+
+    def device_init(self):
+        """device_init() -> None: KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init for V5)."""
+        cdef int rc = 0, i
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif not self.vm.initialised:
+            for i in range(self.vm.nr_vcpus):
+                if self.vm.vcpus[i].el2:
+                    rc = -EINVAL  # nested virtualisation is refused
+            if rc == 0:
+                self.vm.userspace_ppis = userspace_mask(&self.vm)
+                self.vm.initialised = 1
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    def userspace_ppis(self):
+        """userspace_ppis() -> (word0, word1) as USERSPACE_PPIS copies them out."""
+        cdef mask128 m
+        gic5_lock(&self.vm.lock)
+        m = self.vm.userspace_ppis
+        gic5_unlock(&self.vm.lock)
+        return words(m)
+
+    def exposed_ppis(self):
+        """exposed_ppis() -> (word0, word1); v2: vCPU index 0's per-vCPU set."""
+        cdef mask128 m = bitmap_zero()
+        gic5_lock(&self.vm.lock)
+        if self.vm.nr_vcpus > 0:
+            m = exposed_of(&self.vm, self.vm.vcpus[0])
+        else:
+            m = self.vm.exposed
+        gic5_unlock(&self.vm.lock)
+        return words(m)
+
+    # --- KVM_IRQ_LINE -------------------------------------------------------------------------
+
+    def irq_line(self, uint32_t irq, uint32_t level):
+        """irq_line(irq, level) -> None: KVM_IRQ_LINE; level is a __u32, nonzero asserts."""
+        cdef int rc
+        gic5_lock(&self.vm.lock)
+        rc = irq_line_one(&self.vm, irq, level)
+        gic5_unlock(&self.vm.lock)
+        if rc < 0:
+            check(rc)
+
+    # --- vCPU attributes: timer -------------------------------------------------------------
+
+    def timer_get(self, int index, uint64_t attr):
+        """timer_get(index, attr) -> value (kvm_arm_timer_get_attr, before the copy-out)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef int rc = 0
+        cdef uint32_t value = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif attr > 3:
+            rc = -ENXIO
+        else:
+            value = self.vm.timer_ppi[attr]
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return value
+
+    def timer_set(self, int index, uint64_t attr, bint readable, uint32_t value):
+        """timer_set(index, attr, readable, value) -> None (kvm_arm_timer_set_attr).
+
+        ``readable`` False stands for a user pointer that faults when read.
+        """
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef int rc = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif not self.vm.has_device:
+            rc = -EINVAL
+        elif not readable:
+            rc = -EFAULT
+        elif not is_v5_ppi(&self.vm, value):
+            rc = -EINVAL
+        elif self.vm.timer_ppis_frozen:
+            rc = -EBUSY
+        elif attr > 3:
+            rc = -ENXIO
+        else:
+            self.vm.timer_ppi[attr] = value
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    # --- vCPU attributes: PMU -----------------------------------------------------------------
+
+    def pmu_feature(self, int index):
+        return bool(self.vcpu_at(index).pmu_feature)
+
+    def pmu_get(self, int index, uint64_t attr):
+        """pmu_get(index, attr) -> value (kvm_arm_pmu_v3_get_attr, before the copy-out)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef int rc = 0
+        cdef uint32_t value = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif attr == KVM_ARM_VCPU_PMU_V3_IRQ:
+            if not self.vm.has_device:
+                rc = -EINVAL
+            elif not v.pmu_feature:
+                rc = -ENODEV
+            elif v.pmu_irq == 0:
+                rc = -ENXIO
+            else:
+                value = v.pmu_irq
+        elif attr == KVM_ARM_VCPU_PMU_V3_INIT and not v.pmu_feature:
+            rc = -ENODEV
+        else:
+            rc = -ENXIO
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return value
+
+    def pmu_set(self, int index, uint64_t attr, bint readable, uint32_t value):
+        """pmu_set(index, attr, readable, value) -> None (kvm_arm_pmu_v3_set_attr)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef int rc = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif not v.pmu_feature:
+            rc = -ENODEV
+        elif v.pmu_created:
+            rc = -EBUSY
+        elif attr == KVM_ARM_VCPU_PMU_V3_IRQ:
+            if not self.vm.has_device:
+                rc = -EINVAL
+            elif not readable:
+                rc = -EFAULT
+            elif value != KVM_ARMV8_PMU_GICV5_IRQ:
+                rc = -EINVAL  # on V5 the PMU overflow interrupt is PPI 23, nothing else
+            elif v.pmu_irq != 0:
+                rc = -EBUSY
+            else:
+                v.pmu_irq = value
+        elif attr == KVM_ARM_VCPU_PMU_V3_INIT:
+            if self.vm.has_device:
+                if not self.vm.initialised:
+                    rc = -ENODEV
+                else:
+                    if v.pmu_irq == 0:
+                        v.pmu_irq = KVM_ARMV8_PMU_GICV5_IRQ  # V5 default instead of ENXIO
+                    set_bit(PPI_PMUIRQ, &v.owned)           # kvm_vgic_set_owner, now
+                    inject_ppi(&self.vm, v, PPI_PMUIRQ, v.pmu_level, OWNER_KERNEL)
+            if rc == 0:
+                v.pmu_created = 1
+        else:
+            rc = -ENXIO
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    # --- in-kernel devices driving their lines ------------------------------------------------
+
+    def timer_line(self, int index, int timer, bint level):
+        """timer_line(index, timer, level): the vtimer (0) or ptimer (1) output line."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        if timer != TIMER_VTIMER and timer != TIMER_PTIMER:
+            raise ValueError("only the vtimer and the ptimer exist without nested virtualisation")
+        gic5_lock(&self.vm.lock)
+        if level:
+            v.timer_level |= <uint8_t>(1 << timer)
+        else:
+            v.timer_level &= <uint8_t>~(1 << timer)
+        if v.timers_enabled and not self.vm.dead:
+            apply_recorded_timer(&self.vm, v, timer)
+        gic5_unlock(&self.vm.lock)
+
+    def pmu_line(self, int index, bint level):
+        """pmu_line(index, level): the PMU overflow line of a PMU vCPU."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        if not v.pmu_feature:
+            raise ValueError("this vCPU has no PMU (create it with pmu=True)")
+        gic5_lock(&self.vm.lock)
+        v.pmu_level = level
+        if v.pmu_created and self.vm.has_device and not self.vm.dead:
+            inject_ppi(&self.vm, v, PPI_PMUIRQ, level, OWNER_KERNEL)
+        gic5_unlock(&self.vm.lock)
+
+    # --- KVM_RUN ----------------------------------------------------------------------------------
+
+    def run_enter(self, int index):
+        """run_enter(index) -> None: KVM_RUN up to guest entry (first-run work, then flush)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef int rc = 0
+        gic5_lock(&self.vm.lock)
+        if v.running:
+            gic5_unlock(&self.vm.lock)
+            raise RuntimeError("this vCPU is already inside run()")
+        if self.vm.dead:
+            rc = -EIO
+        elif not v.has_run:
+            rc = first_run(&self.vm, v)
+        if rc == 0:
+            v.running = 1
+            if self.vm.has_device:
+                flush(&self.vm, v)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    def run_exit(self, int index):
+        """run_exit(index) -> None: the guest exits to userspace (fold, then put)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        gic5_lock(&self.vm.lock)
+        if v.running:
+            if v.loaded:
+                fold(&self.vm, v)
+            v.running = 0
+        gic5_unlock(&self.vm.lock)
+
+    def is_running(self, int index):
+        return bool(self.vcpu_at(index).running)
+
+    # --- inspection: never raises for a valid index, even on a dead VM --------------------------
+
+    def pending_ppis(self, int index):
+        """pending_ppis(index) -> (word0, word1): KVM-pending for every PPI < NR."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef mask128 m
+        gic5_lock(&self.vm.lock)
+        m = bitmap_and(kvm_pending(&self.vm, v), bitmap_fill(self.vm.nr_ppis))
+        gic5_unlock(&self.vm.lock)
+        return words(m)
+
+    def active_ppis(self, int index):
+        """active_ppis(index) -> (word0, word1): active as folded at the last exit."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef mask128 m
+        gic5_lock(&self.vm.lock)
+        m = v.active
+        gic5_unlock(&self.vm.lock)
+        return words(m)
+
+    def enabled_ppis(self, int index):
+        """enabled_ppis(index) -> (word0, word1): the guest's enables as KVM holds them."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef mask128 m
+        gic5_lock(&self.vm.lock)
+        m = v.enabled
+        gic5_unlock(&self.vm.lock)
+        return words(m)
+
+    def has_pending_irq(self, int index):
+        """has_pending_irq(index) -> bool: the profile's wake-up predicate on saved state."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef bint r
+        gic5_lock(&self.vm.lock)
+        r = has_pending(&self.vm, v)
+        gic5_unlock(&self.vm.lock)
+        return r
+
+    def cpu_lines(self, int index):
+        """cpu_lines(index) -> (irq, fiq): the KVM_ARM_IRQ_TYPE_CPU line levels."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        return (bool(v.cpu_lines & 1), bool(v.cpu_lines & 2))
+
+
+def vcpu_state_size():
+    """vcpu_state_size() -> bytes of C state per vCPU (the allocation made by create_vcpu)."""
+    return sizeof(vcpu_t)

@@ -1,0 +1,434 @@
+"""The KVM-shaped front end: Host, Kvm, Vm, Vcpu, Device.
+
+Rules this module keeps:
+- Thin policy only: argument validation (TypeError / ValueError / OverflowError before any
+  state changes), the config lock, the (group, attr) tables, user pointers and lifecycle. All
+  state and every kernel decision live in gic5core; kernel errors come out of gic5core.check.
+- One table per attribute surface drives has/get/set, so the three cannot drift:
+  ``_DEVICE_ATTRS`` keyed by (group, attr) for the VGIC device, ``_VCPU_GROUPS`` keyed by group
+  for the vCPU (the kernel dispatches vCPU attributes by group and checks the attr inside).
+- Hot paths go straight to the core: ``Vm.irq_line`` is the core's bound method itself.
+- The config lock (``Vm._config_lock``, the kernel's config_lock) is held for configuration:
+  vCPU and device creation, attribute get/set, and KVM_RUN's entry work. Injection never
+  takes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+from typing import Any, Callable, Iterator, NamedTuple
+
+from gic5core import CpuIf, VmCore, check
+from gic5core import PROFILES as _CORE_PROFILES
+
+from . import uapi
+from ._user import UserPtr
+
+__all__ = ["Host", "Kvm", "Vm", "Vcpu", "Device", "PROFILES"]
+
+PROFILES: tuple[str, ...] = tuple(_CORE_PROFILES)
+
+_U32_MAX = (1 << 32) - 1
+_U64_MAX = (1 << 64) - 1
+
+# The final kernel's hard-coded implemented-PPI set (spec 3): SW_PPI, the four timers and,
+# with PMUv3, the PMU overflow PPI.
+_IMPL_BASE = (1 << uapi.GICV5_ARCH_PPI_SW_PPI | 1 << uapi.GICV5_ARCH_PPI_CNTHP
+              | 1 << uapi.GICV5_ARCH_PPI_CNTV | 1 << uapi.GICV5_ARCH_PPI_CNTHV
+              | 1 << uapi.GICV5_ARCH_PPI_CNTP)
+_IMPL_PMU = 1 << uapi.GICV5_ARCH_PPI_PMUIRQ
+
+_TIMERS = {"vtimer": 0, "ptimer": 1}
+_NV_TIMERS = ("hvtimer", "hptimer")
+
+
+def _uint(value: Any, bits: int, name: str) -> int:
+    """An int that fits an unsigned C type of ``bits`` bits (OverflowError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= (1 << bits) - 1:
+        raise OverflowError(f"{name} {value} does not fit in a __u{bits}")
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return bool(value)
+
+
+class Host:
+    """Host(pmu=True, impl_ppis=None): the host capabilities KVM probes at boot.
+
+    ``impl_ppis`` defaults to the final kernel's hard-coded set (0x5C800008 with a PMU,
+    0x5C000008 without; word 1 = 0). ``impl_ppis=(word0, word1)`` overrides it on every
+    profile (on v2 it plays the hardware probe); a 64-PPI profile ignores word 1.
+
+    >>> hex(Host().impl_ppis[0]), hex(Host(pmu=False).impl_ppis[0])
+    ('0x5c800008', '0x5c000008')
+    """
+
+    __slots__ = ("_pmu", "_impl")
+
+    def __init__(self, pmu: bool = True, impl_ppis: tuple[int, int] | None = None) -> None:
+        self._pmu = _flag(pmu, "pmu")
+        if impl_ppis is None:
+            self._impl = (_IMPL_BASE | (_IMPL_PMU if self._pmu else 0), 0)
+        else:
+            if not isinstance(impl_ppis, (tuple, list)) or len(impl_ppis) != 2:
+                raise TypeError("impl_ppis must be a (word0, word1) pair of ints")
+            w0, w1 = impl_ppis
+            for i, w in enumerate((w0, w1)):
+                if isinstance(w, bool) or not isinstance(w, int):
+                    raise TypeError(f"impl_ppis word {i} must be an int, not {type(w).__name__}")
+                if not 0 <= w <= _U64_MAX:
+                    raise ValueError(f"impl_ppis word {i} ({w}) is not a 64-bit mask word")
+            self._impl = (w0, w1)
+
+    @property
+    def pmu(self) -> bool:
+        return self._pmu
+
+    @property
+    def impl_ppis(self) -> tuple[int, int]:
+        return self._impl
+
+    def __repr__(self) -> str:
+        return f"Host(pmu={self._pmu}, impl_ppis=({self._impl[0]:#x}, {self._impl[1]:#x}))"
+
+
+class Kvm:
+    """Kvm(host=None, profile="final"): /dev/kvm on a GICv5 host running revision ``profile``."""
+
+    __slots__ = ("_host", "_profile")
+
+    def __init__(self, host: Host | None = None, profile: str = "final") -> None:
+        if host is None:
+            host = Host()
+        if not isinstance(host, Host):
+            raise TypeError(f"host must be a gic5.Host, not {type(host).__name__}")
+        if not isinstance(profile, str):
+            raise TypeError(f"profile must be a str, not {type(profile).__name__}")
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        self._host = host
+        self._profile = profile
+
+    @property
+    def host(self) -> Host:
+        return self._host
+
+    @property
+    def profile(self) -> str:
+        return self._profile
+
+    def create_vm(self) -> Vm:
+        """KVM_CREATE_VM."""
+        return Vm(self)
+
+    def __repr__(self) -> str:
+        return f"Kvm(host={self._host!r}, profile={self._profile!r})"
+
+
+class Vm:
+    """A VM (the VM fd). Create it with ``Kvm.create_vm()``."""
+
+    def __init__(self, kvm: Kvm) -> None:
+        if not isinstance(kvm, Kvm):
+            raise TypeError(f"kvm must be a gic5.Kvm, not {type(kvm).__name__}")
+        w0, w1 = kvm.host.impl_ppis
+        self._kvm = kvm
+        self.core = VmCore(kvm.profile, kvm.host.pmu, w0, w1)
+        self._config_lock = threading.Lock()
+        self._vcpus: list[Vcpu] = []
+        self._device: Device | None = None
+        # The hot path: the core's own bound method, no Python frame in between.
+        self.irq_line: Callable[[int, int], None] = self.core.irq_line
+
+    @property
+    def kvm(self) -> Kvm:
+        return self._kvm
+
+    @property
+    def profile(self) -> str:
+        return self._kvm.profile
+
+    @property
+    def vcpus(self) -> tuple[Vcpu, ...]:
+        """The vCPUs in creation (index) order."""
+        return tuple(self._vcpus)
+
+    @property
+    def device(self) -> Device | None:
+        return self._device
+
+    @property
+    def dead(self) -> bool:
+        return self.core.dead
+
+    def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> Vcpu:
+        """KVM_CREATE_VCPU + KVM_ARM_VCPU_INIT with the EL2 (nested) and PMUv3 features."""
+        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
+            raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
+        if vcpu_id < 0:
+            raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
+        el2 = _flag(el2, "el2")
+        pmu = _flag(pmu, "pmu")
+        with self._config_lock:
+            index = self.core.create_vcpu(min(vcpu_id, _U64_MAX), el2, pmu)
+            vcpu = Vcpu(self, index, vcpu_id, el2, pmu)
+            self._vcpus.append(vcpu)
+        return vcpu
+
+    def create_device(self, type: int, flags: int = 0) -> Device | None:  # noqa: A002 (uapi name)
+        """KVM_CREATE_DEVICE: the Device, or None with KVM_CREATE_DEVICE_TEST."""
+        _uint(type, 32, "type")
+        _uint(flags, 32, "flags")
+        with self._config_lock:
+            if not self.core.create_device(type, flags):
+                return None
+            self._device = Device(self)
+        return self._device
+
+    def exposed_ppis(self) -> tuple[int, int]:
+        """The PPIs exposed to the guest (v2: the first vCPU's per-vCPU set)."""
+        return self.core.exposed_ppis()
+
+    def userspace_ppis(self) -> tuple[int, int]:
+        """The userspace-drivable PPIs as KVM_DEV_ARM_VGIC_USERSPACE_PPIS reports them."""
+        return self.core.userspace_ppis()
+
+    def __repr__(self) -> str:
+        return (f"<gic5.Vm profile={self.profile} vcpus={len(self._vcpus)} "
+                f"device={self._device is not None} dead={self.core.dead}>")
+
+
+# --- device attributes -----------------------------------------------------------------------
+
+class _DeviceAttr(NamedTuple):
+    get: Callable[[Device, UserPtr], None] | None
+    set: Callable[[Device, UserPtr], None] | None
+
+
+def _set_ctrl_init(dev: Device, ptr: UserPtr) -> None:
+    dev.vm.core.device_init()  # addr is not read
+
+
+def _get_userspace_ppis(dev: Device, ptr: UserPtr) -> None:
+    w0, w1 = dev.vm.core.userspace_ppis()
+    if dev.vm.core.nr_ppis == 64:
+        w1 = 0  # the final kernel writes a literal 0: no storage behind PPIs 64..127
+    if not ptr.write_u64s(w0, w1):
+        check(-errno.EFAULT)
+
+
+_DEVICE_ATTRS: dict[tuple[int, int], _DeviceAttr] = {
+    (uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT):
+        _DeviceAttr(get=None, set=_set_ctrl_init),
+    (uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS):
+        _DeviceAttr(get=_get_userspace_ppis, set=None),
+}
+
+
+def _attr_key(group: Any, attr: Any) -> tuple[int, int]:
+    # struct kvm_device_attr: __u32 group, __u64 attr.
+    return _uint(group, 32, "group"), _uint(attr, 64, "attr")
+
+
+class Device:
+    """The V5 VGIC device (the device fd)."""
+
+    __slots__ = ("_vm",)
+
+    def __init__(self, vm: Vm) -> None:
+        self._vm = vm
+
+    @property
+    def vm(self) -> Vm:
+        return self._vm
+
+    def _lookup(self, group: Any, attr: Any, addr: Any) -> tuple[_DeviceAttr | None, UserPtr]:
+        key = _attr_key(group, attr)
+        ptr = UserPtr(addr)
+        self._vm.core.alive()
+        return _DEVICE_ATTRS.get(key), ptr
+
+    def has_attr(self, group: int, attr: int) -> None:
+        """KVM_HAS_DEVICE_ATTR: None, or OSError(ENXIO)."""
+        entry, _ = self._lookup(group, attr, None)
+        if entry is None:
+            check(-errno.ENXIO)
+
+    def get_attr(self, group: int, attr: int, addr: Any) -> None:
+        """KVM_GET_DEVICE_ATTR into the buffer ``addr``."""
+        entry, ptr = self._lookup(group, attr, addr)
+        if entry is None or entry.get is None:
+            check(-errno.ENXIO)
+        assert entry is not None and entry.get is not None
+        with self._vm._config_lock:
+            entry.get(self, ptr)
+
+    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
+        """KVM_SET_DEVICE_ATTR from the buffer ``addr``."""
+        entry, ptr = self._lookup(group, attr, addr)
+        if entry is None or entry.set is None:
+            check(-errno.ENXIO)
+        assert entry is not None and entry.set is not None
+        with self._vm._config_lock:
+            entry.set(self, ptr)
+
+    def __repr__(self) -> str:
+        return f"<gic5.Device KVM_DEV_TYPE_ARM_VGIC_V5 of {self._vm!r}>"
+
+
+# --- vCPU attributes -------------------------------------------------------------------------
+
+def _timer_get(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
+    value = vcpu.vm.core.timer_get(vcpu.index, attr)
+    if not ptr.write_u32(value):
+        check(-errno.EFAULT)
+
+
+def _timer_set(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u32()
+    vcpu.vm.core.timer_set(vcpu.index, attr, readable, value)
+
+
+def _pmu_get(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
+    value = vcpu.vm.core.pmu_get(vcpu.index, attr)
+    if not ptr.write_u32(value):
+        check(-errno.EFAULT)
+
+
+def _pmu_set(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u32()
+    vcpu.vm.core.pmu_set(vcpu.index, attr, readable, value)
+
+
+class _VcpuGroup(NamedTuple):
+    has: Callable[[Vcpu, int], bool]
+    get: Callable[[Vcpu, int, UserPtr], None]
+    set: Callable[[Vcpu, int, UserPtr], None]
+
+
+_TIMER_ATTRS = frozenset((uapi.KVM_ARM_VCPU_TIMER_IRQ_VTIMER, uapi.KVM_ARM_VCPU_TIMER_IRQ_PTIMER,
+                          uapi.KVM_ARM_VCPU_TIMER_IRQ_HVTIMER, uapi.KVM_ARM_VCPU_TIMER_IRQ_HPTIMER))
+_PMU_ATTRS = frozenset((uapi.KVM_ARM_VCPU_PMU_V3_IRQ, uapi.KVM_ARM_VCPU_PMU_V3_INIT))
+
+_VCPU_GROUPS: dict[int, _VcpuGroup] = {
+    uapi.KVM_ARM_VCPU_TIMER_CTRL: _VcpuGroup(
+        has=lambda vcpu, attr: attr in _TIMER_ATTRS, get=_timer_get, set=_timer_set),
+    uapi.KVM_ARM_VCPU_PMU_V3_CTRL: _VcpuGroup(
+        has=lambda vcpu, attr: vcpu.pmu and attr in _PMU_ATTRS, get=_pmu_get, set=_pmu_set),
+}
+
+
+class Vcpu:
+    """A vCPU (the vCPU fd). Create it with ``Vm.create_vcpu()``."""
+
+    __slots__ = ("_vm", "_index", "_vcpu_id", "_el2", "_pmu")
+
+    def __init__(self, vm: Vm, index: int, vcpu_id: int, el2: bool, pmu: bool) -> None:
+        self._vm = vm
+        self._index = index
+        self._vcpu_id = vcpu_id
+        self._el2 = el2
+        self._pmu = pmu
+
+    vm = property(lambda self: self._vm, doc="The VM this vCPU belongs to.")
+    index = property(lambda self: self._index, doc="KVM's vCPU index: creation order.")
+    vcpu_id = property(lambda self: self._vcpu_id, doc="The id given to KVM_CREATE_VCPU.")
+    el2 = property(lambda self: self._el2, doc="Created with the EL2 (nested virt) feature.")
+    pmu = property(lambda self: self._pmu, doc="Created with the PMUv3 feature.")
+
+    # --- attributes ---
+
+    def _group(self, group: Any, attr: Any, addr: Any) -> tuple[_VcpuGroup | None, int, UserPtr]:
+        group, attr = _attr_key(group, attr)
+        ptr = UserPtr(addr)
+        self._vm.core.alive()
+        return _VCPU_GROUPS.get(group), attr, ptr
+
+    def has_attr(self, group: int, attr: int) -> None:
+        """KVM_HAS_DEVICE_ATTR on the vCPU fd: None, or OSError(ENXIO)."""
+        entry, attr, _ = self._group(group, attr, None)
+        if entry is None or not entry.has(self, attr):
+            check(-errno.ENXIO)
+
+    def get_attr(self, group: int, attr: int, addr: Any) -> None:
+        """KVM_GET_DEVICE_ATTR on the vCPU fd; the value is a 4-byte int written to ``addr``."""
+        entry, attr, ptr = self._group(group, attr, addr)
+        if entry is None:
+            check(-errno.ENXIO)
+        assert entry is not None
+        with self._vm._config_lock:
+            entry.get(self, attr, ptr)
+
+    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
+        """KVM_SET_DEVICE_ATTR on the vCPU fd; the value is a 4-byte int read from ``addr``."""
+        entry, attr, ptr = self._group(group, attr, addr)
+        if entry is None:
+            check(-errno.ENXIO)
+        assert entry is not None
+        with self._vm._config_lock:
+            entry.set(self, attr, ptr)
+
+    # --- KVM_RUN ---
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[CpuIf]:
+        """One KVM_RUN: entering does the first-run work and the entry flush, the block is the
+        guest running (the yielded CpuIf is its GICv5 CPU interface), leaving folds the state
+        back (also when the block raises)."""
+        with self._vm._config_lock:
+            self._vm.core.run_enter(self._index)
+        cpu = CpuIf(self._vm.core, self._index)
+        try:
+            yield cpu
+        finally:
+            cpu._close()
+            self._vm.core.run_exit(self._index)
+
+    # --- in-kernel devices ---
+
+    def timer_line(self, name: str, level: bool) -> None:
+        """Drive the output line of the arch timer ``name`` ("vtimer" or "ptimer")."""
+        if not isinstance(name, str):
+            raise TypeError(f"timer name must be a str, not {type(name).__name__}")
+        if name in _NV_TIMERS:
+            raise ValueError(f"{name} exists only with nested virtualisation, which a "
+                             "GICv5 VM refuses")
+        if name not in _TIMERS:
+            raise ValueError(f"unknown timer {name!r}; the GICv5 VM has 'vtimer' and 'ptimer'")
+        self._vm.core.timer_line(self._index, _TIMERS[name], _flag(level, "level"))
+
+    def pmu_line(self, level: bool) -> None:
+        """Drive the PMU overflow line (PPI 23) of a PMU vCPU."""
+        self._vm.core.pmu_line(self._index, _flag(level, "level"))
+
+    # --- inspection: never raises ---
+
+    def pending_ppis(self) -> tuple[int, int]:
+        """KVM's pending view: edge latch, or latch/line for level PPIs, for every PPI."""
+        return self._vm.core.pending_ppis(self._index)
+
+    def active_ppis(self) -> tuple[int, int]:
+        """Active as folded back at the last exit."""
+        return self._vm.core.active_ppis(self._index)
+
+    def enabled_ppis(self) -> tuple[int, int]:
+        """The guest's enables as KVM holds them (masked by the exposed set)."""
+        return self._vm.core.enabled_ppis(self._index)
+
+    def has_pending_irq(self) -> bool:
+        """The profile's wake-up predicate (kvm_vgic_vcpu_pending_irq) on the saved state."""
+        return self._vm.core.has_pending_irq(self._index)
+
+    def cpu_lines(self) -> tuple[bool, bool]:
+        """The (IRQ, FIQ) lines driven by KVM_ARM_IRQ_TYPE_CPU words (no in-kernel GIC)."""
+        return self._vm.core.cpu_lines(self._index)
+
+    def __repr__(self) -> str:
+        return f"<gic5.Vcpu id={self._vcpu_id} index={self._index} of {self._vm!r}>"
