@@ -20,10 +20,11 @@
 #   sequences that span several core calls (create, INIT, attributes, first run).
 # - Different VMs share nothing: threads working on different VMs never contend.
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
 cimport cython
+import numpy as np
 
 from gic5core.errors cimport check
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
@@ -45,6 +46,31 @@ cdef enum:
 # Timer PPI numbers before a V5 device exists (the GICv3-style defaults) and after.
 cdef uint32_t TIMER_DEFAULT[4]
 TIMER_DEFAULT[:] = [PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP]
+
+
+cdef enum:
+    BATCH_CHUNK = 4096   # elements per lock hold in irq_line_batch
+
+
+def as_u32_array(values, str name):
+    """as_u32_array(values, name) -> a C-contiguous uint32 array, converted once.
+
+    Accepts any 1-D integer array or sequence; ValueError for another shape or a value outside
+    0..2**32-1, TypeError for non-integer data.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
+    if arr.dtype.kind == "O":
+        # Python ints too wide for any numpy integer type land here.
+        if all(isinstance(x, int) for x in arr):
+            raise ValueError(f"{name} has a value outside 0..2**32-1 (a __u32)")
+        raise TypeError(f"{name} must hold integers")
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold integers, not {arr.dtype}")
+    if arr.size and arr.dtype.kind != "b" and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+        raise ValueError(f"{name} has a value outside 0..2**32-1 (a __u32)")
+    return np.ascontiguousarray(arr, dtype=np.uint32)
 
 
 cdef inline tuple words(mask128 m):
@@ -273,6 +299,32 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         if rc < 0:
             check(rc)
+
+    def irq_line_batch(self, irqs, levels):
+        """irq_line_batch(irqs, levels) -> numpy int32 array of 0 / -errno per element.
+
+        Exactly ``irq_line`` applied to each (irq, level) pair in order, as one nogil C loop.
+        Any 1-D integer arrays (or sequences) of equal length; each value must fit a __u32
+        (ValueError otherwise); a nonzero level asserts. Failures do not raise: each element's
+        code is in the result, as a loop of ioctls would collect them.
+        """
+        cdef const uint32_t[::1] w = as_u32_array(irqs, "irqs")
+        cdef const uint32_t[::1] lv = as_u32_array(levels, "levels")
+        if w.shape[0] != lv.shape[0]:
+            raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
+        out = np.empty(w.shape[0], dtype=np.int32)
+        cdef int32_t[::1] rc = out
+        cdef Py_ssize_t n = w.shape[0], start = 0, i, stop
+        with nogil:
+            while start < n:
+                # One lock hold per chunk: amortised, yet other threads wait one chunk at most.
+                stop = start + BATCH_CHUNK if start + BATCH_CHUNK < n else n
+                gic5_lock(&self.vm.lock)
+                for i in range(start, stop):
+                    rc[i] = irq_line_one(&self.vm, w[i], lv[i])
+                gic5_unlock(&self.vm.lock)
+                start = stop
+        return out
 
     # --- vCPU attributes: timer -------------------------------------------------------------
 

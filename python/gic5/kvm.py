@@ -146,6 +146,7 @@ class Vm:
         self._device: Device | None = None
         # The hot path: the core's own bound method, no Python frame in between.
         self.irq_line: Callable[[int, int], None] = self.core.irq_line
+        self.irq_line_batch: Callable[[Any, Any], Any] = self.core.irq_line_batch
 
     @property
     def kvm(self) -> Kvm:

@@ -1,0 +1,353 @@
+# The closed-loop storm engine: injections interleaved with guest service, in one nogil loop.
+#
+# Rules this file keeps:
+# - The storm runs the very functions the API runs (ppi.pxd): the userspace path is
+#   irq_line_one on a real KVM_IRQ_LINE word, the kernel path is inject_ppi with the owner, the
+#   guest service is flush / cpu_cdia / cpu_cddi / cpu_cdeoi / fold.
+# - Ground truth is kept apart from the model, in one byte per vCPU written only by this file:
+#   where the SW_PPI edge should be (bit T_EDGE_L: waiting in KVM's latch; bit T_EDGE_H:
+#   moved to the hardware PENDR at entry, not yet acknowledged) and which level lines the storm
+#   holds high (T_VTIMER, T_PTIMER, T_PMU). The edge rules are the kernel's intended ones
+#   (spec 6.2, 7.4, 7.5): an edge accepted while the latch holds one coalesces; entry moves the
+#   latch to PENDR; the guest's CDIA consumes PENDR; exit folds an unacknowledged PENDR back
+#   into the latch (merging with a latched edge: coalesced). Deliveries are counted at CDIA and
+#   compared with that truth, and the model's latch is compared with T_EDGE_L at every exit.
+# - A thread locks every VM of its partition for a chunk of events (STORM_CHUNK) and releases
+#   them between chunks: storm threads partition VMs and never contend; API callers on the
+#   same VMs wait at most one chunk. Failures are recorded in counters, never raised in the loop.
+#
+# Accounting, checked by the caller after every run:
+#   edges:  accepted = delivered + coalesced + lost
+#           (lost: dropped by the model's fold while undelivered, or left after the drain)
+#           redelivered = SW_PPI acknowledgements with no edge in PENDR behind them
+#           model_mismatch = exits where the model's latch disagrees with the truth
+#   levels: raised = level_delivered + withdrawn + level_stuck
+#           level_violations = level PPIs acknowledged while their line was low
+#   final must show lost = redelivered = model_mismatch = level_violations = level_stuck = 0.
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
+cimport cython
+import numpy as np
+
+from gic5core.mask cimport test_bit, bitmap_empty, bitmap_and
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
+                             PPI_CNTV, PPI_CNTP, OWNER_KERNEL)
+from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, cpu_cdia, cpu_cddi,
+                           cpu_cdeoi, kvm_pending, vcpu_by_id)
+from gic5core.vm cimport VmCore
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    enum: CLOCK_MONOTONIC
+
+cdef enum:
+    STORM_CHUNK = 65536
+    PATTERN_UNIFORM = 0
+    PATTERN_SORTED = 1
+    PATTERN_BURST = 2
+    BURST_LEN = 64
+    T_EDGE_L = 1        # truth bit: an undelivered SW_PPI edge waits in KVM's latch
+    T_EDGE_H = 16       # truth bit: an undelivered SW_PPI edge is pending in the hardware PENDR
+    T_VTIMER = 2        # truth bits: the storm holds this level line high
+    T_PTIMER = 4
+    T_PMU = 8
+    MAX_SERVICE_ACKS = 16
+
+PATTERNS = {"uniform": PATTERN_UNIFORM, "sorted": PATTERN_SORTED, "burst": PATTERN_BURST}
+
+ctypedef struct counters_t:
+    uint64_t injections        # KVM_IRQ_LINE calls + kernel line changes issued
+    uint64_t accepted          # SW_PPI rising edges KVM_IRQ_LINE accepted (returned 0)
+    uint64_t rejected          # KVM_IRQ_LINE calls that returned -errno
+    uint64_t coalesced         # edges merged with a latched one (at injection or at exit)
+    uint64_t delivered         # SW_PPI acknowledgements that consumed the edge in PENDR
+    uint64_t redelivered       # SW_PPI acknowledgements with no edge in PENDR behind them
+    uint64_t lost              # undelivered edges left after the drain
+    uint64_t raised            # level lines taken from low to high by the storm
+    uint64_t withdrawn         # level lines lowered by the storm before delivery
+    uint64_t level_delivered   # level PPIs acknowledged (the handler then lowers the line)
+    uint64_t level_violations  # level PPIs acknowledged while their line was low
+    uint64_t services          # guest runs (flush ... fold)
+    uint64_t model_mismatch    # exits where the model's SW_PPI latch disagrees with the truth
+    uint64_t level_stuck       # after the drain: vCPUs with a high line never acknowledged
+
+
+cdef inline uint64_t splitmix64(uint64_t* s) noexcept nogil:
+    s[0] += 0x9E3779B97F4A7C15ULL
+    cdef uint64_t z = s[0]
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint32_t sw_ppi_word(uint32_t vcpu_id) noexcept nogil:
+    # irq_word(KVM_ARM_IRQ_TYPE_PPI, vcpu_id, SW_PPI), vcpu2 field included.
+    return ((vcpu_id >> 8) << 28) | (2u << 24) | ((vcpu_id & 0xff) << 16) | SW_PPI
+
+
+cdef inline void edge_accepted(uint8_t* truth, counters_t* c) noexcept nogil:
+    c.accepted += 1
+    if truth[0] & T_EDGE_L:
+        c.coalesced += 1
+    else:
+        truth[0] |= T_EDGE_L
+
+
+cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth) noexcept nogil:
+    flush(vm, v)
+    if truth[0] & T_EDGE_L:
+        truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
+
+
+cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, counters_t* c) noexcept nogil:
+    fold(vm, v)
+    if truth[0] & T_EDGE_H:
+        truth[0] &= ~T_EDGE_H
+        if truth[0] & T_EDGE_L:
+            c.coalesced += 1
+        else:
+            truth[0] |= T_EDGE_L
+    # Compare the model's latch with the truth at every exit. A latch the model dropped while
+    # the truth still holds an edge is a lost edge, counted now (later edges would otherwise
+    # hide it by coalescing into the truth's stale bit). A latch the model holds with no edge
+    # behind it will surface as a redelivery at the next acknowledgement.
+    if test_bit(SW_PPI, &v.pending_latch) != ((truth[0] & T_EDGE_L) != 0):
+        c.model_mismatch += 1
+        if truth[0] & T_EDGE_L:
+            truth[0] &= ~T_EDGE_L
+            c.lost += 1
+
+
+cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
+                         counters_t* c) noexcept nogil:
+    # The guest's handler for one acknowledged PPI: account, quiet a level source, deactivate,
+    # drop priority.
+    cdef uint8_t bit
+    if ppi == SW_PPI:
+        if truth[0] & T_EDGE_H:
+            truth[0] &= ~T_EDGE_H
+            c.delivered += 1
+        else:
+            c.redelivered += 1
+    else:
+        bit = T_VTIMER if ppi == PPI_CNTV else (T_PTIMER if ppi == PPI_CNTP else T_PMU)
+        if truth[0] & bit:
+            c.level_delivered += 1
+            truth[0] &= ~bit
+            # The handler quiets the device. A timer is direct (DVI): the line drops in
+            # hardware at once. The PMU's overflow clear traps to KVM, which lowers the line:
+            # that is an exit and a re-entry, after which PENDR follows the line again.
+            inject_ppi(vm, v, ppi, False, OWNER_KERNEL)
+            if not test_bit(ppi, &v.hw):
+                guest_exit(vm, v, truth, c)
+                guest_entry(vm, v, truth)
+        else:
+            c.level_violations += 1
+    cpu_cddi(vm, v, 0x20000000u | <uint32_t>ppi)
+    cpu_cdeoi(v)
+
+
+cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run,
+                        counters_t* c) noexcept nogil:
+    # One KVM_RUN of the guest: entry flush, acknowledge-handle-EOI until nothing qualifies,
+    # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
+    # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
+    cdef int ppi, acks = 0, rc
+    guest_entry(vm, v, truth)
+    c.services += 1
+    while acks < MAX_SERVICE_ACKS:
+        ppi = cpu_cdia(vm, v)
+        if ppi < 0:
+            break
+        acks += 1
+        ack_one(vm, v, truth, ppi, c)
+        if inject_mid_run and acks == 1:
+            inject_mid_run = False
+            c.injections += 1
+            rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
+            if rc == 0:
+                edge_accepted(truth, c)
+            else:
+                c.rejected += 1
+    guest_exit(vm, v, truth, c)
+    return acks
+
+
+cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r,
+                              counters_t* c) noexcept nogil:
+    # One injection: 3 in 4 are SW_PPI edges through KVM_IRQ_LINE, the rest toggle a level
+    # line through the kernel path (vtimer, ptimer, or the PMU on a PMU vCPU).
+    cdef int rc, kind = <int>(r & 7), ppi
+    cdef uint8_t bit
+    c.injections += 1
+    if kind < 6:
+        rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
+        if rc == 0:
+            edge_accepted(truth, c)
+        else:
+            c.rejected += 1
+        return
+    if kind == 7 and v.pmu_created:
+        ppi, bit = PPI_PMUIRQ, T_PMU
+    elif (r >> 3) & 1:
+        ppi, bit = PPI_CNTP, T_PTIMER
+    else:
+        ppi, bit = PPI_CNTV, T_VTIMER
+    if truth[0] & bit:
+        truth[0] &= ~bit
+        c.withdrawn += 1
+        inject_ppi(vm, v, ppi, False, OWNER_KERNEL)
+    else:
+        truth[0] |= bit
+        c.raised += 1
+        inject_ppi(vm, v, ppi, True, OWNER_KERNEL)
+
+
+cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t n_events,
+                     uint64_t event_base, uint64_t event_total, int pattern, int service_every,
+                     uint64_t seed, bint drain, counters_t* c) noexcept nogil:
+    # Events event_base .. event_base + n_events of a run of event_total events (the sorted
+    # pattern spreads the whole run over the vCPUs in order, across batches).
+    cdef uint64_t total = <uint64_t>nvms * <uint64_t>per_vm
+    cdef uint64_t i, start = 0, stop, t = 0, r, burst_left = 0
+    cdef int k, acks
+    cdef vm_t* vm
+    cdef vcpu_t* v
+    cdef uint64_t rng = seed
+    while start < n_events:
+        stop = start + STORM_CHUNK if start + STORM_CHUNK < n_events else n_events
+        for k in range(nvms):
+            gic5_lock(&vms[k].lock)
+        for i in range(start, stop):
+            r = splitmix64(&rng)
+            if pattern == PATTERN_UNIFORM:
+                t = (r >> 8) % total
+            elif pattern == PATTERN_SORTED:
+                t = ((event_base + i) * total) // event_total
+            else:
+                if burst_left == 0:
+                    t = (r >> 8) % total
+                    burst_left = BURST_LEN
+                burst_left -= 1
+            vm = vms[t // per_vm]
+            v = vm.vcpus[t % per_vm]
+            inject_event(vm, v, &truth[t], r, c)
+            if (i + 1) % service_every == 0:
+                service(vm, v, &truth[t], ((r >> 4) & 7) == 0, c)
+        for k in range(nvms):
+            gic5_unlock(&vms[k].lock)
+        start = stop
+    if not drain:
+        return
+    # Drain: run every vCPU until a run acknowledges nothing, then check model against truth.
+    for k in range(nvms):
+        gic5_lock(&vms[k].lock)
+    for t in range(total):
+        vm = vms[t // per_vm]
+        v = vm.vcpus[t % per_vm]
+        for k in range(4):
+            acks = service(vm, v, &truth[t], False, c)
+            if acks == 0:
+                break
+        if truth[t] & (T_EDGE_L | T_EDGE_H):
+            c.lost += 1             # the drain could not get it delivered
+            truth[t] &= ~(T_EDGE_L | T_EDGE_H)
+        if truth[t] & (T_VTIMER | T_PTIMER | T_PMU):
+            c.level_stuck += 1      # a line the storm holds high was never acknowledged
+    for k in range(nvms):
+        gic5_unlock(&vms[k].lock)
+
+
+def storm_run(list cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform",
+              uint64_t seed=1, int service_every=4, truth=None, uint64_t event_base=0,
+              uint64_t event_total=0, bint drain=True):
+    """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
+    truth=None, event_base=0, event_total=0, drain=True) -> dict
+
+    Run ``injections`` events of a closed-loop storm over the VmCores ``cores`` (each
+    initialised, with ``vcpus_per_vm`` vCPUs that have run once with their guests set up),
+    releasing the GIL. A run split into batches passes the same ``truth`` (a uint8 numpy array,
+    one byte per vCPU, zeroed at the start of the run), its position ``event_base`` in a run of
+    ``event_total`` events, and ``drain=True`` only on the last batch. Returns the counters and
+    the elapsed nanoseconds of the loop.
+    """
+    cdef int nvms = len(cores), i
+    cdef int pat
+    cdef VmCore core
+    cdef counters_t c
+    cdef uint64_t t0, t1
+    cdef uint8_t[::1] truth_view
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern must be one of {sorted(PATTERNS)}, not {pattern!r}")
+    pat = PATTERNS[pattern]
+    if nvms == 0 or vcpus_per_vm <= 0:
+        raise ValueError("a storm needs at least one VM with at least one vCPU")
+    if service_every <= 0:
+        raise ValueError("service_every must be positive")
+    if event_total == 0:
+        event_total = event_base + injections
+    if event_base + injections > event_total:
+        raise ValueError("event_base + injections exceeds event_total")
+    for obj in cores:
+        core = <VmCore?>obj
+        if core.vm.nr_vcpus < vcpus_per_vm or not core.vm.initialised or core.vm.dead:
+            raise ValueError("every VM must be initialised, alive and have vcpus_per_vm vCPUs")
+        for i in range(vcpus_per_vm):
+            if not core.vm.vcpus[i].has_run or core.vm.vcpus[i].running:
+                raise ValueError("every vCPU must have run once and be outside run()")
+    if truth is None:
+        truth = np.zeros(<Py_ssize_t>nvms * vcpus_per_vm, dtype=np.uint8)
+    truth_view = truth
+    if truth_view.shape[0] != <Py_ssize_t>nvms * vcpus_per_vm:
+        raise ValueError("truth must hold one byte per vCPU of the storm")
+    cdef vm_t** vms = <vm_t**>malloc(nvms * sizeof(vm_t*))
+    if vms == NULL:
+        raise MemoryError()
+    for i in range(nvms):
+        core = <VmCore>cores[i]
+        vms[i] = &core.vm
+    memset(&c, 0, sizeof(c))
+    with nogil:
+        t0 = now_ns()
+        storm_loop(vms, nvms, vcpus_per_vm, &truth_view[0], injections, event_base,
+                   event_total, pat, service_every, seed, drain, &c)
+        t1 = now_ns()
+    free(vms)
+    result = dict(c)
+    result["elapsed_ns"] = t1 - t0
+    return result
+
+
+def bare_inject_loop(VmCore core, const uint32_t[::1] irqs):
+    """bare_inject_loop(core, irqs) -> accepted: the speed-of-light baseline.
+
+    Only decode + vCPU lookup + range and mask gate + edge latch, with no errno bookkeeping, no
+    owner or level handling, no per-element result and no lock: what a C loop must at least do.
+    """
+    cdef vm_t* vm = &core.vm
+    cdef Py_ssize_t i, n = irqs.shape[0]
+    cdef uint32_t w, num
+    cdef vcpu_t* v
+    cdef uint64_t accepted = 0
+    with nogil:
+        for i in range(n):
+            w = irqs[i]
+            num = w & 0xffff
+            v = vcpu_by_id(vm, ((w >> 16) & 0xff) | (((w >> 28) & 0xf) << 8))
+            if ((w >> 24) & 0xf) == 2 and v != NULL and num < vm.nr_ppis \
+                    and test_bit(num, &vm.userspace_ppis):
+                v.pending_latch.w[num >> 6] |= (<uint64_t>1) << (num & 63)
+                accepted += 1
+    return accepted

@@ -1,0 +1,384 @@
+"""gic5-storm: closed-loop interrupt storms through the model, at C speed.
+
+Rules this module keeps:
+- VMs are built and their guests programmed through the public API (so a storm starts from a
+  state a user could have reached); the event loop itself is gic5core.storm_run, nogil.
+- ``--threads N`` partitions the VMs across N Python threads, each running the core loop with
+  the GIL released; the per-VM config lock is still what serialises configuration.
+- Every run's accounting is checked (see gic5core/storm.pyx). On ``final`` a violation is an
+  error (StormAccountingError, exit status 1); on v2/v3 the lost / redelivered edges are the
+  finding and are reported.
+- Progress goes to stderr, one line per batch of events, and only once a run has taken more
+  than PROGRESS_AFTER_S seconds. The JSON written by ``--json`` has pytest-benchmark's shape.
+
+Usage: ``gic5-storm [options]``, ``gic5-storm plot RESULT.json -o storm.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from gic5core import PATTERNS, storm_run, vcpu_state_size
+
+from . import uapi
+from .kvm import PROFILES, Kvm, Vm
+
+__all__ = ["StormConfig", "StormAccountingError", "build_vms", "run_storm", "main"]
+
+BATCH_EVENTS = 1 << 22         # events per storm_run call: the progress granularity
+PROGRESS_AFTER_S = 2.0
+
+# Guest priorities (0 highest): the timers beat SW_PPI, which beats the PMU, so the
+# acknowledge order exercises the priority scan.
+GUEST_PRIORITIES = {uapi.GICV5_ARCH_PPI_CNTV: 2, uapi.GICV5_ARCH_PPI_CNTP: 4,
+                    uapi.GICV5_ARCH_PPI_SW_PPI: 8, uapi.GICV5_ARCH_PPI_PMUIRQ: 12}
+
+
+class StormAccountingError(RuntimeError):
+    """The final profile broke an accounting identity (an edge lost or delivered twice)."""
+
+
+@dataclass
+class StormConfig:
+    vms: int = 4
+    vcpus: int = 64
+    injections: int = 4_000_000
+    pattern: str = "uniform"
+    profile: str = "final"
+    threads: int = 1
+    seed: int = 1
+    repeat: int = 3
+    pmu: bool = True
+    service_every: int = 4
+
+    def validate(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"pattern must be one of {sorted(PATTERNS)}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}")
+        for name in ("vms", "vcpus", "threads", "repeat", "service_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.vcpus > uapi.KVM_MAX_VCPU_IDS:
+            raise ValueError(f"vcpus must be at most {uapi.KVM_MAX_VCPU_IDS} per VM")
+        if self.injections < 0 or self.seed < 0:
+            raise ValueError("injections and seed must not be negative")
+
+
+def build_vms(cfg: StormConfig) -> list[Vm]:
+    """VMs with ``cfg.vcpus`` vCPUs each, the device initialised, every vCPU run once with its
+    guest's CPU interface enabled, mask open, priorities set and every exposed PPI enabled."""
+    kvm = Kvm(profile=cfg.profile)
+    vms = []
+    for _ in range(cfg.vms):
+        vm = kvm.create_vm()
+        vcpus = [vm.create_vcpu(i, pmu=cfg.pmu) for i in range(cfg.vcpus)]
+        dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+        dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+        for vcpu in vcpus:
+            if cfg.pmu:
+                vcpu.set_attr(uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_INIT)
+        for vcpu in vcpus:
+            with vcpu.run() as cpu:
+                cpu.write_cr0(True)
+                cpu.write_pcr(31)
+                for ppi, prio in GUEST_PRIORITIES.items():
+                    cpu.write_ppi_priority(ppi, prio)
+                cpu.write_ppi_enabler(0, (1 << 64) - 1)
+                cpu.write_ppi_enabler(1, (1 << 64) - 1)
+        vms.append(vm)
+    return vms
+
+
+def _check_accounting(c: dict[str, int], profile: str) -> list[str]:
+    problems = []
+    if c["accepted"] != c["delivered"] + c["coalesced"] + c["lost"]:
+        problems.append("accepted != delivered + coalesced + lost")
+    if c["raised"] != c["level_delivered"] + c["withdrawn"] + c["level_stuck"]:
+        problems.append("raised != level_delivered + withdrawn + level_stuck")
+    if profile == "final":
+        for key in ("lost", "redelivered", "level_violations", "level_stuck", "model_mismatch"):
+            if c[key]:
+                problems.append(f"{key} = {c[key]}")
+    return problems
+
+
+def _partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    parts = max(1, min(parts, len(items)))
+    return [list(items[i::parts]) for i in range(parts)]
+
+
+def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
+              progress: Any = sys.stderr) -> dict[str, Any]:
+    """Build (or take) the VMs and run ``cfg.repeat`` storms; returns per-round results."""
+    cfg.validate()
+    if vms is None:
+        vms = build_vms(cfg)
+    groups = _partition([vm.core for vm in vms], cfg.threads)
+    rounds = []
+    started = time.perf_counter()
+    for rep in range(cfg.repeat):
+        truths = [np.zeros(len(g) * cfg.vcpus, dtype=np.uint8) for g in groups]
+        # Each thread gets an equal share of the events, over its own VMs.
+        shares = [cfg.injections // len(groups) + (1 if i < cfg.injections % len(groups) else 0)
+                  for i in range(len(groups))]
+        results: list[list[dict[str, int]]] = [[] for _ in groups]
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            try:
+                total = shares[k]
+                base = 0
+                batch = 0
+                while True:
+                    n = min(BATCH_EVENTS, total - base)
+                    last = base + n >= total
+                    r = storm_run(groups[k], cfg.vcpus, n, cfg.pattern,
+                                  cfg.seed * 1_000_003 + k * 7919 + batch, cfg.service_every,
+                                  truths[k], base, max(total, 1), last)
+                    results[k].append(r)
+                    base += n
+                    batch += 1
+                    if progress is not None and time.perf_counter() - started > PROGRESS_AFTER_S:
+                        print(f"gic5-storm: round {rep + 1}/{cfg.repeat} thread {k}: "
+                              f"{base}/{total} events", file=progress, flush=True)
+                    if last:
+                        return
+            except BaseException as e:  # re-raised in the main thread
+                errors.append(e)
+
+        t0 = time.perf_counter()
+        if len(groups) == 1:
+            work(0)
+        else:
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(len(groups))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        wall = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+        counters: dict[str, int] = {}
+        for per_thread in results:
+            for r in per_thread:
+                for key, value in r.items():
+                    counters[key] = counters.get(key, 0) + value
+        problems = _check_accounting(counters, cfg.profile)
+        if problems and cfg.profile == "final":
+            raise StormAccountingError("; ".join(problems))
+        rounds.append({"seconds": wall, "counters": counters, "problems": problems})
+    return {"config": cfg, "rounds": rounds}
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    cfg: StormConfig = result["config"]
+    secs = [r["seconds"] for r in result["rounds"]]
+    c = result["rounds"][0]["counters"]
+    med = statistics.median(secs)
+    deliveries = c["delivered"] + c["redelivered"] + c["level_delivered"]
+    return {
+        "seconds": secs, "min": min(secs), "median": med, "max": max(secs),
+        "mean": statistics.fmean(secs), "rounds": len(secs),
+        "injections": c["injections"], "deliveries": deliveries,
+        "injections_per_s": c["injections"] / med if med else 0.0,
+        "deliveries_per_s": deliveries / med if med else 0.0,
+        "ns_per_injection": med * 1e9 / c["injections"] if c["injections"] else 0.0,
+        "best_injections_per_s": c["injections"] / min(secs) if min(secs) else 0.0,
+        "counters": c, "problems": result["rounds"][0]["problems"],
+        "vcpus_total": cfg.vms * cfg.vcpus,
+    }
+
+
+def _git_commit() -> dict[str, Any]:
+    try:
+        from . import _version
+        return {"id": getattr(_version, "__commit_id__", None),
+                "version": getattr(_version, "__version__", None)}
+    except ImportError:
+        return {"id": None, "version": None}
+
+
+def _machine_info() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import Cython  # noqa: F401  (only its version; present wherever gic5 was built)
+    return {"node": platform.node(), "machine": platform.machine(), "system": platform.system(),
+            "release": platform.release(), "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "numpy_version": np.__version__,
+            "vcpu_state_bytes": vcpu_state_size()}
+
+
+def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> dict[str, Any]:
+    """pytest-benchmark's JSON shape: machine_info, commit_info, benchmarks[]."""
+    from . import __version__
+    benchmarks = []
+    for cfg, s in summaries:
+        c = s["counters"]
+        benchmarks.append({
+            "group": "storm",
+            "name": f"storm[{cfg.profile}-{cfg.pattern}-{cfg.vms}x{cfg.vcpus}-t{cfg.threads}]",
+            "params": {"vms": cfg.vms, "vcpus": cfg.vcpus, "injections": cfg.injections,
+                       "pattern": cfg.pattern, "profile": cfg.profile, "threads": cfg.threads,
+                       "seed": cfg.seed, "repeat": cfg.repeat, "pmu": cfg.pmu,
+                       "service_every": cfg.service_every},
+            "stats": {"min": s["min"], "median": s["median"], "max": s["max"],
+                      "mean": s["mean"], "rounds": s["rounds"], "data": s["seconds"]},
+            "extra_info": {"injections_per_s": s["injections_per_s"],
+                           "deliveries_per_s": s["deliveries_per_s"],
+                           "ns_per_injection": s["ns_per_injection"],
+                           "coalesced": c["coalesced"], "redelivered": c["redelivered"],
+                           "lost": c["lost"], "model_mismatch": c["model_mismatch"],
+                           "injections": c["injections"],
+                           "deliveries": s["deliveries"], "accepted": c["accepted"],
+                           "delivered": c["delivered"], "level_delivered": c["level_delivered"],
+                           "raised": c["raised"], "withdrawn": c["withdrawn"],
+                           "services": c["services"], "vcpus_total": s["vcpus_total"],
+                           "problems": s["problems"]},
+        })
+    return {"machine_info": _machine_info(), "commit_info": _git_commit(),
+            "benchmarks": benchmarks, "datetime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "version": __version__}
+
+
+def format_report(cfg: StormConfig, s: dict[str, Any]) -> str:
+    c = s["counters"]
+    rows = [
+        ("profile / pattern", f"{cfg.profile} / {cfg.pattern}"),
+        ("VMs x vCPUs (threads)", f"{cfg.vms} x {cfg.vcpus} = {s['vcpus_total']} ({cfg.threads})"),
+        ("injections per round", f"{c['injections']:,}"),
+        ("deliveries per round", f"{s['deliveries']:,}"),
+        ("injections/s (median)", f"{s['injections_per_s'] / 1e6:,.1f} M"),
+        ("deliveries/s (median)", f"{s['deliveries_per_s'] / 1e6:,.1f} M"),
+        ("ns per injection", f"{s['ns_per_injection']:.2f}"),
+        ("round time min / median", f"{s['min'] * 1e3:.2f} ms / {s['median'] * 1e3:.2f} ms"),
+        ("edges accepted / delivered", f"{c['accepted']:,} / {c['delivered']:,}"),
+        ("coalesced", f"{c['coalesced']:,}"),
+        ("redelivered / lost", f"{c['redelivered']:,} / {c['lost']:,}"),
+        ("model/truth mismatches", f"{c['model_mismatch']:,}"),
+        ("level raised / delivered", f"{c['raised']:,} / {c['level_delivered']:,}"),
+        ("accounting", "ok" if not s["problems"] else "; ".join(s["problems"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _storm_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    d = StormConfig()
+    ap = argparse.ArgumentParser(
+        prog="gic5-storm",
+        description="Closed-loop GICv5 PPI interrupt storm through the gic5 model. "
+                    "'gic5-storm plot RESULT.json -o storm.png' draws a result file.")
+    ap.add_argument("--vms", type=int, default=d.vms, help=f"VMs (default {d.vms})")
+    ap.add_argument("--vcpus", type=int, default=d.vcpus, help=f"vCPUs per VM (default {d.vcpus})")
+    ap.add_argument("--injections", type=int, default=d.injections,
+                    help=f"injection events per round (default {d.injections:,})")
+    ap.add_argument("--pattern", choices=sorted(PATTERNS), default=d.pattern,
+                    help="target pattern: uniform random, sorted by vCPU, bursts on one vCPU")
+    ap.add_argument("--profile", choices=PROFILES, default=d.profile)
+    ap.add_argument("--threads", type=int, default=d.threads,
+                    help="threads; VMs are split across them, GIL released")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--repeat", type=int, default=d.repeat, help="rounds (min/median reported)")
+    ap.add_argument("--no-pmu", dest="pmu", action="store_false",
+                    help="vCPUs without the PMU (no PPI 23 line)")
+    ap.add_argument("--service-every", type=int, default=d.service_every,
+                    help="run the target vCPU's guest after every N injections")
+    ap.add_argument("--json", metavar="PATH", help="write pytest-benchmark-shaped JSON here")
+    ap.add_argument("--version", action="version", version=f"gic5 {__version__}")
+    return ap
+
+
+def plot_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="gic5-storm plot",
+                                 description="Plot throughput from gic5-storm / pytest-benchmark JSON.")
+    ap.add_argument("result", nargs="+", help="JSON files written by gic5-storm --json")
+    ap.add_argument("-o", "--output", default="storm.png", help="image file (png, svg, pdf)")
+    args = ap.parse_args(argv)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("gic5-storm plot needs matplotlib: pip install 'gic5[plot]'", file=sys.stderr)
+        return 2
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in args.result:
+        with open(path) as f:
+            data = json.load(f)
+        for b in data.get("benchmarks", []):
+            p = b.get("params", {})
+            extra = b.get("extra_info", {})
+            if "injections_per_s" not in extra or "vcpus" not in p:
+                continue
+            key = f"{p.get('profile', '?')} {p.get('pattern', '?')} t{p.get('threads', 1)}"
+            series.setdefault(key, []).append((p["vms"] * p["vcpus"], extra["injections_per_s"]))
+    if not series:
+        print("no storm benchmarks found in the input", file=sys.stderr)
+        return 1
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([x for x, _ in pts], [y / 1e6 for _, y in pts], marker="o", label=key)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("vCPUs in the storm (VMs x vCPUs)")
+    ax.set_ylabel("injections / s (millions)")
+    ax.set_title("gic5 closed-loop storm throughput")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plot"]:
+        return plot_main(argv[1:])
+    ap = _storm_parser()
+    args = ap.parse_args(argv)
+    cfg = StormConfig(vms=args.vms, vcpus=args.vcpus, injections=args.injections,
+                      pattern=args.pattern, profile=args.profile, threads=args.threads,
+                      seed=args.seed, repeat=args.repeat, pmu=args.pmu,
+                      service_every=args.service_every)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        ap.error(str(e))
+    try:
+        result = run_storm(cfg)
+    except StormAccountingError as e:
+        print(f"gic5-storm: accounting violated on {cfg.profile}: {e}", file=sys.stderr)
+        return 1
+    s = summarize(result)
+    print(format_report(cfg, s))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(to_benchmark_json([(cfg, s)]), f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
