@@ -18,6 +18,7 @@ from gic5core.ppi cimport (exposed_of, guest_pending, image_priority, image_set_
                            cpu_cdia, cpu_cdeoi, cpu_cddi, fold, put_wfi, has_pending, flush,
                            VMCR_EN, VMCR_VPMR_SHIFT, PRIO_MASK)
 from gic5core.vm cimport VmCore
+from gic5core.args cimport need_int
 from gic5core.errors import UndefinedInstruction
 
 cdef enum reg_t:
@@ -25,22 +26,25 @@ cdef enum reg_t:
     REG_ACTIVER = 1
 
 
-cdef inline int check_n(int n) except -1:
+cdef inline int check_n(object n) except -1:  # returns n
+    need_int(n, "n")
     if n != 0 and n != 1:
         raise ValueError(f"register index must be 0 or 1, not {n}")
-    return 0
+    return n
 
 
-cdef inline int check_ppi(int ppi) except -1:
+cdef inline int check_ppi(object ppi) except -1:
+    need_int(ppi, "ppi")
     if ppi < 0 or ppi > 127:
         raise ValueError(f"PPI index must be 0..127, not {ppi}")
-    return 0
+    return ppi
 
 
-cdef inline int check_prio(int prio) except -1:
+cdef inline int check_prio(object prio) except -1:
+    need_int(prio, "prio")
     if prio < 0 or prio > 255:
         raise ValueError(f"priority must be 0..255 (a byte), not {prio}")
-    return 0
+    return prio
 
 
 @cython.final
@@ -79,83 +83,87 @@ cdef class CpuIf:
 
     # --- ICC_PPI_ENABLERx_EL1 (writes trap to KVM) ----------------------------------------------
 
-    def write_ppi_enabler(self, int n, uint64_t value):
+    def write_ppi_enabler(self, n, value):
         """write_ppi_enabler(n, value): trapped; masked by the exposed PPIs."""
-        check_n(n)
+        cdef int k = check_n(n)
+        need_int(value, "value")
+        cdef uint64_t val = value
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128 e
-        if not (n == 1 and vm.nr_ppis == 64):  # final: ENABLER1 writes accepted and ignored
+        if not (k == 1 and vm.nr_ppis == 64):  # final: ENABLER1 writes accepted and ignored
             e = exposed_of(vm, v)
-            v.enabled.w[n] = value & e.w[n]
-            v.ich_enabler.w[n] = v.enabled.w[n]
+            v.enabled.w[k] = val & e.w[k]
+            v.ich_enabler.w[k] = v.enabled.w[k]
         self.leave()
 
-    def read_ppi_enabler(self, int n):
+    def read_ppi_enabler(self, n):
         """read_ppi_enabler(n) -> word n of ICH_PPI_ENABLER (not trapped)."""
-        check_n(n)
+        cdef int k = check_n(n)
         cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = v.ich_enabler.w[n]
+        cdef uint64_t r = v.ich_enabler.w[k]
         self.leave()
         return r
 
     # --- pending / active ------------------------------------------------------------------------
 
-    def read_ppi_spendr(self, int n):
+    def read_ppi_spendr(self, n):
         """read_ppi_spendr(n) -> word n of the pending state the guest sees."""
-        check_n(n)
+        cdef int k = check_n(n)
         cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = guest_pending(v).w[n]
+        cdef uint64_t r = guest_pending(v).w[k]
         self.leave()
         return r
 
-    def read_ppi_sactiver(self, int n):
+    def read_ppi_sactiver(self, n):
         """read_ppi_sactiver(n) -> word n of ICH_PPI_ACTIVER."""
-        check_n(n)
+        cdef int k = check_n(n)
         cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = v.ich_activer.w[n]
+        cdef uint64_t r = v.ich_activer.w[k]
         self.leave()
         return r
 
-    cdef void write_state(self, int reg, int n, uint64_t value, bint set_bits) except *:
-        check_n(n)
+    cdef void write_state(self, int reg, object n, object value, bint set_bits) except *:
+        cdef int k = check_n(n)
+        need_int(value, "value")
+        cdef uint64_t val = value
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128* target = &v.ich_pendr if reg == REG_PENDR else &v.ich_activer
         cdef uint64_t limit
         if vm.prof.trap_wide:
-            limit = exposed_of(vm, v).w[n]   # v2: trapped and masked by the exposed set
+            limit = exposed_of(vm, v).w[k]   # v2: trapped and masked by the exposed set
         else:
-            limit = vm.impl.w[n]             # hardware: only implemented PPIs hold state
-        value &= limit
+            limit = vm.impl.w[k]             # hardware: only implemented PPIs hold state
+        val &= limit
         if set_bits:
-            target.w[n] |= value
+            target.w[k] |= val
         else:
-            target.w[n] &= ~value
+            target.w[k] &= ~val
         self.leave()
 
-    def write_ppi_spendr(self, int n, uint64_t value):
+    def write_ppi_spendr(self, n, value):
         """write_ppi_spendr(n, value): set pending bits."""
         self.write_state(REG_PENDR, n, value, True)
 
-    def write_ppi_cpendr(self, int n, uint64_t value):
+    def write_ppi_cpendr(self, n, value):
         """write_ppi_cpendr(n, value): clear pending bits."""
         self.write_state(REG_PENDR, n, value, False)
 
-    def write_ppi_sactiver(self, int n, uint64_t value):
+    def write_ppi_sactiver(self, n, value):
         """write_ppi_sactiver(n, value): set active bits."""
         self.write_state(REG_ACTIVER, n, value, True)
 
-    def write_ppi_cactiver(self, int n, uint64_t value):
+    def write_ppi_cactiver(self, n, value):
         """write_ppi_cactiver(n, value): clear active bits."""
         self.write_state(REG_ACTIVER, n, value, False)
 
     # --- priorities, CR0, PCR ------------------------------------------------------------------
 
-    def write_ppi_priority(self, int ppi, int prio):
+    def write_ppi_priority(self, ppi, prio):
         """write_ppi_priority(ppi, prio): 5-bit priority, 0 highest; bits 7:5 are RES0."""
-        check_ppi(ppi)
-        check_prio(prio)
+        cdef int p = check_ppi(ppi)
+        cdef int pr = check_prio(prio)
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128 holder
@@ -163,15 +171,15 @@ cdef class CpuIf:
             holder = exposed_of(vm, v)
         else:
             holder = vm.impl
-        if test_bit(ppi, &holder):
-            image_set_priority(v, ppi, prio)
+        if test_bit(p, &holder):
+            image_set_priority(v, p, pr)
         self.leave()
 
-    def read_ppi_priority(self, int ppi):
+    def read_ppi_priority(self, ppi):
         """read_ppi_priority(ppi) -> the 5-bit priority in ICH_PPI_PRIORITYR."""
-        check_ppi(ppi)
+        cdef int p = check_ppi(ppi)
         cdef vcpu_t* v = self.enter()
-        cdef unsigned int r = image_priority(v, ppi)
+        cdef unsigned int r = image_priority(v, p)
         self.leave()
         return r
 
@@ -187,12 +195,12 @@ cdef class CpuIf:
             v.vmcr &= ~(<uint64_t>VMCR_EN)
         self.leave()
 
-    def write_pcr(self, int prio):
+    def write_pcr(self, prio):
         """write_pcr(prio): ICC_PCR_EL1, the priority mask (VPMR); passes priority <= VPMR."""
-        check_prio(prio)
+        cdef int pr = check_prio(prio)
         cdef vcpu_t* v = self.enter()
         v.vmcr = ((v.vmcr & ~((<uint64_t>PRIO_MASK) << VMCR_VPMR_SHIFT))
-                  | ((<uint64_t>(prio & PRIO_MASK)) << VMCR_VPMR_SHIFT))
+                  | ((<uint64_t>(pr & PRIO_MASK)) << VMCR_VPMR_SHIFT))
         self.leave()
 
     # --- acknowledge, priority drop, deactivate ------------------------------------------------
@@ -212,10 +220,12 @@ cdef class CpuIf:
         cpu_cdeoi(v)
         self.leave()
 
-    def cddi(self, uint32_t intid):
+    def cddi(self, intid):
         """cddi(intid): deactivate the PPI with that INTID; anything else is ignored."""
+        need_int(intid, "intid")
+        cdef uint32_t iid = intid
         cdef vcpu_t* v = self.enter()
-        cpu_cddi(&self.core.vm, v, intid)
+        cpu_cddi(&self.core.vm, v, iid)
         self.leave()
 
     def wfi(self):

@@ -27,6 +27,7 @@ cimport cython
 import numpy as np
 
 from gic5core.errors cimport check
+from gic5core.args cimport need_int
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
                             set_bit, assign_bit, bitmap_and)
 from gic5core.profile cimport profile_load
@@ -117,16 +118,29 @@ cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
     return 0
 
 
-@cython.final
 cdef class VmCore:
     """VmCore(profile="final", host_pmu=True, impl0=0x5C800008, impl1=0)
 
-    The compiled state of one VM. The gic5 front end wraps it; every method answers like
-    the KVM ioctl it stands for (OSError with the kernel's errno on failure).
+    The compiled state of one VM; gic5.Vm is its Python subclass. The public methods are the
+    VM-level hot paths (irq_line, irq_line_batch) and the VM's masks; the underscore methods
+    are the per-vCPU and configuration operations the front end calls with its validated
+    arguments. Every one answers like the KVM ioctl it stands for (OSError with the kernel's
+    errno on failure).
     """
 
-    def __cinit__(self, str profile="final", bint host_pmu=True,
-                  uint64_t impl0=0x5C800008, uint64_t impl1=0):
+    def __cinit__(self, *args, **kwargs):
+        # Always a valid VM (profile final, default host) even before __init__ runs, so no
+        # method can see a zeroed profile; __init__ (or a subclass's) picks the real one.
+        self._configure("final", True, 0x5C800008, 0)
+
+    def __init__(self, str profile="final", bint host_pmu=True,
+                 uint64_t impl0=0x5C800008, uint64_t impl1=0):
+        if self.vm.nr_vcpus or self.vm.has_device:
+            raise RuntimeError("a VmCore's profile and host are fixed once it has state")
+        self._configure(profile, host_pmu, impl0, impl1)
+
+    cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0,
+                        uint64_t impl1) except -1:
         cdef int i
         profile_load(profile, &self.vm.prof)
         self.profile = profile
@@ -138,6 +152,7 @@ cdef class VmCore:
             self.vm.id_to_index[i] = -1
         for i in range(4):
             self.vm.timer_ppi[i] = TIMER_DEFAULT[i]
+        return 0
 
     def __dealloc__(self):
         cdef int i
@@ -150,6 +165,11 @@ cdef class VmCore:
         if index < 0 or index >= self.vm.nr_vcpus:
             raise IndexError(f"no vCPU with index {index}")
         return self.vm.vcpus[index]
+
+    @property
+    def core(self):
+        """The VmCore itself (gic5.Vm is one): the bridge the front end and storms use."""
+        return self
 
     def __repr__(self):
         return (f"<VmCore profile={self.profile} vcpus={self.vm.nr_vcpus} "
@@ -182,15 +202,15 @@ cdef class VmCore:
     def impl_ppis(self):
         return words(self.vm.impl)
 
-    def alive(self):
-        """alive() -> None: EIO when the VM is dead (every VM, device and vCPU ioctl)."""
+    def _alive(self):
+        """_alive() -> None: EIO when the VM is dead (every VM, device and vCPU ioctl)."""
         if self.vm.dead:
             check(-EIO)
 
     # --- KVM_CREATE_VCPU --------------------------------------------------------------------
 
-    def create_vcpu(self, unsigned long vcpu_id, bint el2=False, bint pmu=False):
-        """create_vcpu(vcpu_id, el2, pmu) -> index (creation order)."""
+    def _create_vcpu(self, unsigned long vcpu_id, bint el2=False, bint pmu=False):
+        """_create_vcpu(vcpu_id, el2, pmu) -> index (creation order)."""
         cdef int rc = 0, index = -1
         cdef vcpu_t* v = NULL
         gic5_lock(&self.vm.lock)
@@ -220,13 +240,13 @@ cdef class VmCore:
         check(rc)
         return index
 
-    def vcpu_id(self, int index):
+    def _vcpu_id(self, int index):
         return self.vcpu_at(index).vcpu_id
 
     # --- KVM_CREATE_DEVICE and the device attributes that act on state ----------------------
 
-    def create_device(self, uint32_t dev_type, uint32_t flags=0):
-        """create_device(type, flags) -> True if created, False in test mode."""
+    def _create_device(self, uint32_t dev_type, uint32_t flags=0):
+        """_create_device(type, flags) -> True if created, False in test mode."""
         cdef int rc = 0, i
         cdef bint created = False
         gic5_lock(&self.vm.lock)
@@ -254,8 +274,8 @@ cdef class VmCore:
         check(rc)
         return created
 
-    def device_init(self):
-        """device_init() -> None: KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init for V5)."""
+    def _device_init(self):
+        """_device_init() -> None: KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init for V5)."""
         cdef int rc = 0, i
         gic5_lock(&self.vm.lock)
         if self.vm.dead:
@@ -291,11 +311,15 @@ cdef class VmCore:
 
     # --- KVM_IRQ_LINE -------------------------------------------------------------------------
 
-    def irq_line(self, uint32_t irq, uint32_t level):
+    def irq_line(self, irq, level):
         """irq_line(irq, level) -> None: KVM_IRQ_LINE; level is a __u32, nonzero asserts."""
+        if type(irq) is not int or type(level) is not int:  # exact ints skip the slow check
+            need_int(irq, "irq")
+            need_int(level, "level")
+        cdef uint32_t w = irq, lv = level
         cdef int rc
         gic5_lock(&self.vm.lock)
-        rc = irq_line_one(&self.vm, irq, level)
+        rc = irq_line_one(&self.vm, w, lv)
         gic5_unlock(&self.vm.lock)
         if rc < 0:
             check(rc)
@@ -328,8 +352,8 @@ cdef class VmCore:
 
     # --- vCPU attributes: timer -------------------------------------------------------------
 
-    def timer_get(self, int index, uint64_t attr):
-        """timer_get(index, attr) -> value (kvm_arm_timer_get_attr, before the copy-out)."""
+    def _timer_get(self, int index, uint64_t attr):
+        """_timer_get(index, attr) -> value (kvm_arm_timer_get_attr, before the copy-out)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef int rc = 0
         cdef uint32_t value = 0
@@ -344,8 +368,8 @@ cdef class VmCore:
         check(rc)
         return value
 
-    def timer_set(self, int index, uint64_t attr, bint readable, uint32_t value):
-        """timer_set(index, attr, readable, value) -> None (kvm_arm_timer_set_attr).
+    def _timer_set(self, int index, uint64_t attr, bint readable, uint32_t value):
+        """_timer_set(index, attr, readable, value) -> None (kvm_arm_timer_set_attr).
 
         ``readable`` False stands for a user pointer that faults when read.
         """
@@ -371,11 +395,11 @@ cdef class VmCore:
 
     # --- vCPU attributes: PMU -----------------------------------------------------------------
 
-    def pmu_feature(self, int index):
+    def _pmu_feature(self, int index):
         return bool(self.vcpu_at(index).pmu_feature)
 
-    def pmu_get(self, int index, uint64_t attr):
-        """pmu_get(index, attr) -> value (kvm_arm_pmu_v3_get_attr, before the copy-out)."""
+    def _pmu_get(self, int index, uint64_t attr):
+        """_pmu_get(index, attr) -> value (kvm_arm_pmu_v3_get_attr, before the copy-out)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef int rc = 0
         cdef uint32_t value = 0
@@ -399,8 +423,8 @@ cdef class VmCore:
         check(rc)
         return value
 
-    def pmu_set(self, int index, uint64_t attr, bint readable, uint32_t value):
-        """pmu_set(index, attr, readable, value) -> None (kvm_arm_pmu_v3_set_attr)."""
+    def _pmu_set(self, int index, uint64_t attr, bint readable, uint32_t value):
+        """_pmu_set(index, attr, readable, value) -> None (kvm_arm_pmu_v3_set_attr)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef int rc = 0
         gic5_lock(&self.vm.lock)
@@ -439,8 +463,8 @@ cdef class VmCore:
 
     # --- in-kernel devices driving their lines ------------------------------------------------
 
-    def timer_line(self, int index, int timer, bint level):
-        """timer_line(index, timer, level): the vtimer (0) or ptimer (1) output line."""
+    def _timer_line(self, int index, int timer, bint level):
+        """_timer_line(index, timer, level): the vtimer (0) or ptimer (1) output line."""
         cdef vcpu_t* v = self.vcpu_at(index)
         if timer != TIMER_VTIMER and timer != TIMER_PTIMER:
             raise ValueError("only the vtimer and the ptimer exist without nested virtualisation")
@@ -453,8 +477,8 @@ cdef class VmCore:
             apply_recorded_timer(&self.vm, v, timer)
         gic5_unlock(&self.vm.lock)
 
-    def pmu_line(self, int index, bint level):
-        """pmu_line(index, level): the PMU overflow line of a PMU vCPU."""
+    def _pmu_line(self, int index, bint level):
+        """_pmu_line(index, level): the PMU overflow line of a PMU vCPU."""
         cdef vcpu_t* v = self.vcpu_at(index)
         if not v.pmu_feature:
             raise ValueError("this vCPU has no PMU (create it with pmu=True)")
@@ -466,8 +490,8 @@ cdef class VmCore:
 
     # --- KVM_RUN ----------------------------------------------------------------------------------
 
-    def run_enter(self, int index):
-        """run_enter(index) -> None: KVM_RUN up to guest entry (first-run work, then flush)."""
+    def _run_enter(self, int index):
+        """_run_enter(index) -> None: KVM_RUN up to guest entry (first-run work, then flush)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef int rc = 0
         gic5_lock(&self.vm.lock)
@@ -485,8 +509,8 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         check(rc)
 
-    def run_exit(self, int index):
-        """run_exit(index) -> None: the guest exits to userspace (fold, then put)."""
+    def _run_exit(self, int index):
+        """_run_exit(index) -> None: the guest exits to userspace (fold, then put)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         gic5_lock(&self.vm.lock)
         if v.running:
@@ -495,13 +519,13 @@ cdef class VmCore:
             v.running = 0
         gic5_unlock(&self.vm.lock)
 
-    def is_running(self, int index):
+    def _is_running(self, int index):
         return bool(self.vcpu_at(index).running)
 
     # --- inspection: never raises for a valid index, even on a dead VM --------------------------
 
-    def pending_ppis(self, int index):
-        """pending_ppis(index) -> (word0, word1): KVM-pending for every PPI < NR."""
+    def _pending_ppis(self, int index):
+        """_pending_ppis(index) -> (word0, word1): KVM-pending for every PPI < NR."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef mask128 m
         gic5_lock(&self.vm.lock)
@@ -509,8 +533,8 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         return words(m)
 
-    def active_ppis(self, int index):
-        """active_ppis(index) -> (word0, word1): active as folded at the last exit."""
+    def _active_ppis(self, int index):
+        """_active_ppis(index) -> (word0, word1): active as folded at the last exit."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef mask128 m
         gic5_lock(&self.vm.lock)
@@ -518,8 +542,8 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         return words(m)
 
-    def enabled_ppis(self, int index):
-        """enabled_ppis(index) -> (word0, word1): the guest's enables as KVM holds them."""
+    def _enabled_ppis(self, int index):
+        """_enabled_ppis(index) -> (word0, word1): the guest's enables as KVM holds them."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef mask128 m
         gic5_lock(&self.vm.lock)
@@ -527,8 +551,8 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         return words(m)
 
-    def has_pending_irq(self, int index):
-        """has_pending_irq(index) -> bool: the profile's wake-up predicate on saved state."""
+    def _has_pending_irq(self, int index):
+        """_has_pending_irq(index) -> bool: the profile's wake-up predicate on saved state."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef bint r
         gic5_lock(&self.vm.lock)
@@ -536,8 +560,8 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         return r
 
-    def cpu_lines(self, int index):
-        """cpu_lines(index) -> (irq, fiq): the KVM_ARM_IRQ_TYPE_CPU line levels."""
+    def _cpu_lines(self, int index):
+        """_cpu_lines(index) -> (irq, fiq): the KVM_ARM_IRQ_TYPE_CPU line levels."""
         cdef vcpu_t* v = self.vcpu_at(index)
         return (bool(v.cpu_lines & 1), bool(v.cpu_lines & 2))
 

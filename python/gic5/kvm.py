@@ -7,7 +7,8 @@ Rules this module keeps:
 - One table per attribute surface drives has/get/set, so the three cannot drift:
   ``_DEVICE_ATTRS`` keyed by (group, attr) for the VGIC device, ``_VCPU_GROUPS`` keyed by group
   for the vCPU (the kernel dispatches vCPU attributes by group and checks the attr inside).
-- Hot paths go straight to the core: ``Vm.irq_line`` is the core's bound method itself.
+- Hot paths go straight to the core: ``Vm`` subclasses ``VmCore``, so ``vm.irq_line`` is the
+  core's method found on the type, with no Python frame in between.
 - The config lock (``Vm._config_lock``, the kernel's config_lock) is held for configuration:
   vCPU and device creation, attribute get/set, and KVM_RUN's entry work. Injection never
   takes it.
@@ -132,29 +133,29 @@ class Kvm:
         return f"Kvm(host={self._host!r}, profile={self._profile!r})"
 
 
-class Vm:
-    """A VM (the VM fd). Create it with ``Kvm.create_vm()``."""
+class Vm(VmCore):
+    """A VM (the VM fd). Create it with ``Kvm.create_vm()``.
+
+    A Vm *is* its compiled core (a Python subclass of ``gic5core.VmCore``): the hot paths
+    ``irq_line`` and ``irq_line_batch`` are the core's own methods, found on the type, so a call
+    costs what any compiled method call costs. ``vm.core`` is the Vm itself.
+    """
+
+    __slots__ = ("_kvm", "_config_lock", "_vcpus", "_device", "__weakref__")
 
     def __init__(self, kvm: Kvm) -> None:
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a gic5.Kvm, not {type(kvm).__name__}")
         w0, w1 = kvm.host.impl_ppis
+        super().__init__(kvm.profile, kvm.host.pmu, w0, w1)
         self._kvm = kvm
-        self.core = VmCore(kvm.profile, kvm.host.pmu, w0, w1)
         self._config_lock = threading.Lock()
         self._vcpus: list[Vcpu] = []
         self._device: Device | None = None
-        # The hot path: the core's own bound method, no Python frame in between.
-        self.irq_line: Callable[[int, int], None] = self.core.irq_line
-        self.irq_line_batch: Callable[[Any, Any], Any] = self.core.irq_line_batch
 
     @property
     def kvm(self) -> Kvm:
         return self._kvm
-
-    @property
-    def profile(self) -> str:
-        return self._kvm.profile
 
     @property
     def vcpus(self) -> tuple[Vcpu, ...]:
@@ -165,10 +166,6 @@ class Vm:
     def device(self) -> Device | None:
         return self._device
 
-    @property
-    def dead(self) -> bool:
-        return self.core.dead
-
     def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> Vcpu:
         """KVM_CREATE_VCPU + KVM_ARM_VCPU_INIT with the EL2 (nested) and PMUv3 features."""
         if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
@@ -178,7 +175,7 @@ class Vm:
         el2 = _flag(el2, "el2")
         pmu = _flag(pmu, "pmu")
         with self._config_lock:
-            index = self.core.create_vcpu(min(vcpu_id, _U64_MAX), el2, pmu)
+            index = self._create_vcpu(min(vcpu_id, _U64_MAX), el2, pmu)
             vcpu = Vcpu(self, index, vcpu_id, el2, pmu)
             self._vcpus.append(vcpu)
         return vcpu
@@ -188,22 +185,14 @@ class Vm:
         _uint(type, 32, "type")
         _uint(flags, 32, "flags")
         with self._config_lock:
-            if not self.core.create_device(type, flags):
+            if not self._create_device(type, flags):
                 return None
             self._device = Device(self)
         return self._device
 
-    def exposed_ppis(self) -> tuple[int, int]:
-        """The PPIs exposed to the guest (v2: the first vCPU's per-vCPU set)."""
-        return self.core.exposed_ppis()
-
-    def userspace_ppis(self) -> tuple[int, int]:
-        """The userspace-drivable PPIs as KVM_DEV_ARM_VGIC_USERSPACE_PPIS reports them."""
-        return self.core.userspace_ppis()
-
     def __repr__(self) -> str:
         return (f"<gic5.Vm profile={self.profile} vcpus={len(self._vcpus)} "
-                f"device={self._device is not None} dead={self.core.dead}>")
+                f"device={self._device is not None} dead={self.dead}>")
 
 
 # --- device attributes -----------------------------------------------------------------------
@@ -214,12 +203,12 @@ class _DeviceAttr(NamedTuple):
 
 
 def _set_ctrl_init(dev: Device, ptr: UserPtr) -> None:
-    dev.vm.core.device_init()  # addr is not read
+    dev.vm._device_init()  # addr is not read
 
 
 def _get_userspace_ppis(dev: Device, ptr: UserPtr) -> None:
-    w0, w1 = dev.vm.core.userspace_ppis()
-    if dev.vm.core.nr_ppis == 64:
+    w0, w1 = dev.vm.userspace_ppis()
+    if dev.vm.nr_ppis == 64:
         w1 = 0  # the final kernel writes a literal 0: no storage behind PPIs 64..127
     if not ptr.write_u64s(w0, w1):
         check(-errno.EFAULT)
@@ -253,7 +242,7 @@ class Device:
     def _lookup(self, group: Any, attr: Any, addr: Any) -> tuple[_DeviceAttr | None, UserPtr]:
         key = _attr_key(group, attr)
         ptr = UserPtr(addr)
-        self._vm.core.alive()
+        self._vm._alive()
         return _DEVICE_ATTRS.get(key), ptr
 
     def has_attr(self, group: int, attr: int) -> None:
@@ -287,25 +276,25 @@ class Device:
 # --- vCPU attributes -------------------------------------------------------------------------
 
 def _timer_get(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
-    value = vcpu.vm.core.timer_get(vcpu.index, attr)
+    value = vcpu.vm._timer_get(vcpu.index, attr)
     if not ptr.write_u32(value):
         check(-errno.EFAULT)
 
 
 def _timer_set(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
     readable, value = ptr.read_u32()
-    vcpu.vm.core.timer_set(vcpu.index, attr, readable, value)
+    vcpu.vm._timer_set(vcpu.index, attr, readable, value)
 
 
 def _pmu_get(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
-    value = vcpu.vm.core.pmu_get(vcpu.index, attr)
+    value = vcpu.vm._pmu_get(vcpu.index, attr)
     if not ptr.write_u32(value):
         check(-errno.EFAULT)
 
 
 def _pmu_set(vcpu: Vcpu, attr: int, ptr: UserPtr) -> None:
     readable, value = ptr.read_u32()
-    vcpu.vm.core.pmu_set(vcpu.index, attr, readable, value)
+    vcpu.vm._pmu_set(vcpu.index, attr, readable, value)
 
 
 class _VcpuGroup(NamedTuple):
@@ -349,7 +338,7 @@ class Vcpu:
     def _group(self, group: Any, attr: Any, addr: Any) -> tuple[_VcpuGroup | None, int, UserPtr]:
         group, attr = _attr_key(group, attr)
         ptr = UserPtr(addr)
-        self._vm.core.alive()
+        self._vm._alive()
         return _VCPU_GROUPS.get(group), attr, ptr
 
     def has_attr(self, group: int, attr: int) -> None:
@@ -384,13 +373,13 @@ class Vcpu:
         guest running (the yielded CpuIf is its GICv5 CPU interface), leaving folds the state
         back (also when the block raises)."""
         with self._vm._config_lock:
-            self._vm.core.run_enter(self._index)
-        cpu = CpuIf(self._vm.core, self._index)
+            self._vm._run_enter(self._index)
+        cpu = CpuIf(self._vm, self._index)
         try:
             yield cpu
         finally:
             cpu._close()
-            self._vm.core.run_exit(self._index)
+            self._vm._run_exit(self._index)
 
     # --- in-kernel devices ---
 
@@ -403,33 +392,33 @@ class Vcpu:
                              "GICv5 VM refuses")
         if name not in _TIMERS:
             raise ValueError(f"unknown timer {name!r}; the GICv5 VM has 'vtimer' and 'ptimer'")
-        self._vm.core.timer_line(self._index, _TIMERS[name], _flag(level, "level"))
+        self._vm._timer_line(self._index, _TIMERS[name], _flag(level, "level"))
 
     def pmu_line(self, level: bool) -> None:
         """Drive the PMU overflow line (PPI 23) of a PMU vCPU."""
-        self._vm.core.pmu_line(self._index, _flag(level, "level"))
+        self._vm._pmu_line(self._index, _flag(level, "level"))
 
     # --- inspection: never raises ---
 
     def pending_ppis(self) -> tuple[int, int]:
         """KVM's pending view: edge latch, or latch/line for level PPIs, for every PPI."""
-        return self._vm.core.pending_ppis(self._index)
+        return self._vm._pending_ppis(self._index)
 
     def active_ppis(self) -> tuple[int, int]:
         """Active as folded back at the last exit."""
-        return self._vm.core.active_ppis(self._index)
+        return self._vm._active_ppis(self._index)
 
     def enabled_ppis(self) -> tuple[int, int]:
         """The guest's enables as KVM holds them (masked by the exposed set)."""
-        return self._vm.core.enabled_ppis(self._index)
+        return self._vm._enabled_ppis(self._index)
 
     def has_pending_irq(self) -> bool:
         """The profile's wake-up predicate (kvm_vgic_vcpu_pending_irq) on the saved state."""
-        return self._vm.core.has_pending_irq(self._index)
+        return self._vm._has_pending_irq(self._index)
 
     def cpu_lines(self) -> tuple[bool, bool]:
         """The (IRQ, FIQ) lines driven by KVM_ARM_IRQ_TYPE_CPU words (no in-kernel GIC)."""
-        return self._vm.core.cpu_lines(self._index)
+        return self._vm._cpu_lines(self._index)
 
     def __repr__(self) -> str:
         return f"<gic5.Vcpu id={self._vcpu_id} index={self._index} of {self._vm!r}>"

@@ -125,7 +125,7 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
     cfg.validate()
     if vms is None:
         vms = build_vms(cfg)
-    groups = _partition([vm.core for vm in vms], cfg.threads)
+    groups = _partition(list(vms), cfg.threads)
     rounds = []
     started = time.perf_counter()
     for rep in range(cfg.repeat):
