@@ -94,11 +94,14 @@ cdef inline int inject_ppi(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
     # Owner mismatch: a kernel-owned PPI driven by userspace (or the reverse) is dropped, 0.
     if test_bit(ppi, &v.owned) != (owner != OWNER_USERSPACE):
         return 0
+    # Branch-free on the level (random in storms and batches): all-ones when asserted.
+    cdef uint64_t bit = (<uint64_t>1) << (ppi & 63)
+    cdef uint64_t asserted = -(<uint64_t>(level != 0))
+    cdef unsigned int word = ppi >> 6
     if test_bit(ppi, &vm.edge_cfg):
-        if level:
-            set_bit(ppi, &v.pending_latch)   # one latch: a second edge coalesces
+        v.pending_latch.w[word] |= bit & asserted   # one latch: a second edge coalesces
     else:
-        assign_bit(ppi, &v.line_level, level)
+        v.line_level.w[word] = (v.line_level.w[word] & ~bit) | (bit & asserted)
     return 0
 
 

@@ -1,0 +1,196 @@
+"""The gic5 benchmarks, grouped by workload.
+
+Groups: percall (one irq_line from Python vs the compiled-call floor), batch (irq_line_batch
+vs a Python loop, the reference model and the bare C loop), storm (closed-loop storms at
+1 / 64 / 512 vCPUs and 1000 VMs, one and two threads), flat (storm cost per injection from 1 to
+65,536 vCPUs), attr (a device attribute get). Each test asserts its result before timing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gic5
+import gic5core
+from gic5 import uapi
+from gic5.storm import StormConfig, build_vms, run_storm
+
+PERCALL_N = 200_000
+BATCH_N = 1_000_000
+REF_N = 50_000
+PPI = uapi.KVM_ARM_IRQ_TYPE_PPI
+SW = uapi.GICV5_ARCH_PPI_SW_PPI
+
+
+def init_vm(n_vcpus, profile="final"):
+    vm = gic5.Kvm(profile=profile).create_vm()
+    vcpus = [vm.create_vcpu(i) for i in range(n_vcpus)]
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    return vm, vcpus, dev
+
+
+def sw_words(n, n_vcpus, seed=7):
+    """n valid SW_PPI words on random vCPUs, with random levels (0 is a no-op, nonzero latches)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, n_vcpus, n)
+    words = ((ids >> 8) << 28) | (PPI << 24) | ((ids & 0xFF) << 16) | SW
+    levels = rng.integers(0, 2, n)
+    return words.astype(np.uint32), levels.astype(np.uint32)
+
+
+# --- per call ------------------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="percall")
+def test_percall_irq_line(benchmark, timings, record):
+    vm, vcpus, _ = init_vm(1)
+    w = uapi.irq_word(PPI, 0, SW)
+    irq_line = vm.irq_line
+
+    def loop():
+        for _ in range(PERCALL_N):
+            vm.irq_line(w, 1)
+
+    irq_line(w, 1)
+    assert vcpus[0].pending_ppis() == (1 << SW, 0)
+    benchmark.pedantic(loop, rounds=5, iterations=1, warmup_rounds=1)
+    record("percall_irq_line", PERCALL_N)
+
+
+@pytest.mark.benchmark(group="percall")
+def test_percall_floor(benchmark, timings, record):
+    floor = gic5core.CallFloor()
+    w = uapi.irq_word(PPI, 0, SW)
+
+    def loop():
+        for _ in range(PERCALL_N):
+            floor.two(w, 1)
+
+    assert floor.two(w, 1) is None
+    benchmark.pedantic(loop, rounds=5, iterations=1, warmup_rounds=1)
+    record("percall_floor", PERCALL_N)
+
+
+# --- batch ---------------------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="batch")
+def test_batch(benchmark, timings, record):
+    vm, vcpus, _ = init_vm(64)
+    words, levels = sw_words(BATCH_N, 64)
+    rc = vm.irq_line_batch(words, levels)
+    assert rc.dtype == np.int32 and not rc.any()
+    hit = np.unique((words[levels != 0] >> 16) & 0xFF)
+    assert all(vcpus[i].pending_ppis() == ((1 << SW) if i in hit else 0, 0) for i in range(64))
+    benchmark.pedantic(vm.irq_line_batch, args=(words, levels), rounds=10, iterations=1,
+                       warmup_rounds=1)
+    record("batch", BATCH_N)
+
+
+@pytest.mark.benchmark(group="batch")
+def test_batch_python_loop(benchmark, timings, record):
+    vm, vcpus, _ = init_vm(64)
+    words, levels = sw_words(PERCALL_N, 64)
+    pairs = list(zip(words.tolist(), levels.tolist()))
+
+    def loop():
+        irq_line = vm.irq_line
+        for w, lv in pairs:
+            irq_line(w, lv)
+
+    loop()
+    assert vcpus[int((pairs[-1][0] >> 16) & 0xFF)].pending_ppis()[0] in (0, 1 << SW)
+    benchmark.pedantic(loop, rounds=5, iterations=1, warmup_rounds=1)
+    record("batch_python_loop", PERCALL_N)
+
+
+@pytest.mark.benchmark(group="batch")
+def test_batch_reference_model(benchmark, timings, record, reference):
+    ref_vm = reference.RefKvm("final").create_vm()
+    for i in range(64):
+        ref_vm.create_vcpu(i)
+    ref_vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5).set_attr(
+        uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    words, levels = sw_words(REF_N, 64)
+    wl, ll = words.tolist(), levels.tolist()
+    # The oracle agrees with the core on this very stream before it is timed.
+    vm, _, _ = init_vm(64)
+    assert list(ref_vm.irq_line_batch(wl, ll)) == vm.irq_line_batch(words, levels).tolist()
+    benchmark.pedantic(ref_vm.irq_line_batch, args=(wl, ll), rounds=3, iterations=1)
+    record("batch_reference", REF_N)
+
+
+@pytest.mark.benchmark(group="batch")
+def test_batch_bare_c_loop(benchmark, timings, record):
+    vm, vcpus, _ = init_vm(64)
+    words, levels = sw_words(BATCH_N, 64)
+    # The bare loop latches every valid SW_PPI word (it ignores levels: no bookkeeping at all).
+    assert gic5core.bare_inject_loop(vm, words) == BATCH_N
+    benchmark.pedantic(gic5core.bare_inject_loop, args=(vm, words), rounds=10, iterations=1,
+                       warmup_rounds=1)
+    record("batch_bare_c", BATCH_N)
+
+
+# --- closed-loop storms ----------------------------------------------------------------------
+
+STORMS = [(1, 1), (1, 64), (1, 512), (1000, 1)]
+
+
+@pytest.mark.parametrize("vms,vcpus", STORMS, ids=[f"{a}x{b}" for a, b in STORMS])
+@pytest.mark.benchmark(group="storm")
+def test_storm(benchmark, timings, record, vms, vcpus):
+    cfg = StormConfig(vms=vms, vcpus=vcpus, injections=2_000_000, repeat=1)
+    built = build_vms(cfg)
+    first = run_storm(cfg, built, progress=None)["rounds"][0]
+    c = first["counters"]
+    assert not first["problems"] and c["lost"] == c["redelivered"] == 0
+    assert c["delivered"] > 0 and c["level_delivered"] > 0
+    result = {}
+
+    def once():
+        result.update(run_storm(cfg, built, progress=None)["rounds"][0]["counters"])
+
+    benchmark.pedantic(once, rounds=5, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        deliveries = result["delivered"] + result["level_delivered"] + result["redelivered"]
+        benchmark.extra_info["deliveries_per_s"] = deliveries / stats.stats.min
+        benchmark.extra_info["injections_per_s"] = result["injections"] / stats.stats.min
+        timings[f"storm_{vms}x{vcpus}_deliveries"] = stats.stats.min / deliveries
+    record(f"storm_{vms}x{vcpus}", result.get("injections", 1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.benchmark(group="storm-threads")
+def test_storm_threads(benchmark, timings, record, threads):
+    cfg = StormConfig(vms=16, vcpus=64, injections=8_000_000, repeat=1, threads=threads)
+    built = build_vms(cfg)
+    first = run_storm(cfg, built, progress=None)["rounds"][0]
+    assert not first["problems"]
+    benchmark.pedantic(lambda: run_storm(cfg, built, progress=None), rounds=3, iterations=1)
+    record(f"storm_threads{threads}", cfg.injections)
+
+
+FLAT = [(1, 1), (1, 64), (1, 512), (8, 512), (128, 512)]
+
+
+@pytest.mark.parametrize("vms,vcpus", FLAT, ids=[f"{a * b}vcpus" for a, b in FLAT])
+@pytest.mark.benchmark(group="flat")
+def test_flat_cost_per_injection(benchmark, timings, record, vms, vcpus):
+    cfg = StormConfig(vms=vms, vcpus=vcpus, injections=2_000_000, repeat=1, pmu=False)
+    built = build_vms(cfg)
+    assert not run_storm(cfg, built, progress=None)["rounds"][0]["problems"]
+    benchmark.pedantic(lambda: run_storm(cfg, built, progress=None), rounds=3, iterations=1)
+    record(f"flat_{vms * vcpus}", cfg.injections)
+
+
+# --- attributes ------------------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="attr")
+def test_attr_get_userspace_ppis(benchmark):
+    vm, _, dev = init_vm(1)
+    buf = bytearray(16)
+    g, a = uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS
+    dev.get_attr(g, a, buf)
+    assert buf == (8).to_bytes(8, "little" if __import__("sys").byteorder == "little" else "big") + bytes(8)
+    benchmark(dev.get_attr, g, a, buf)
