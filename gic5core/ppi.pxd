@@ -164,7 +164,6 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
 cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     cdef mask128 e = exposed_of(vm, v)
     cdef mask128 pend = bitmap_and(kvm_pending(vm, v), e)
-    cdef int n
     if vm.prof.clear_edge_latch_on_entry:
         # final: ownership of the edge passes to ICH_PPI_PENDR; the latch is cleared.
         v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, vm.edge_cfg))
@@ -172,10 +171,9 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     v.ich_activer = bitmap_and(v.active, e)
     v.ich_enabler = bitmap_and(v.enabled, e)
     v.ich_pendr = bitmap_andnot(pend, v.ich_dvir)
-    if vm.nr_ppis == 64:
-        # No storage behind PPIs 64..127: the upper bank is written as zero.
-        for n in range(8, 16):
-            v.ich_priorityr[n] = 0
+    # A 64-PPI profile writes the upper bank (word 1, PRIORITYR8..15) as zero. Nothing has to
+    # be done for it here: every path that writes the image masks by vm.impl or the exposed
+    # set, both cut to nr_ppis, so those bits and bytes are never anything but zero.
     v.vmcr = v.saved_vmcr
     v.apr = v.saved_apr
     v.pendr_entry = v.ich_pendr

@@ -218,18 +218,17 @@ class RefVm:
 
     # -- KVM_CREATE_VCPU (sem 3)
     def create_vcpu(self, vcpu_id, *, el2=False, pmu=False) -> "RefVcpu":
-        _int(vcpu_id, "vcpu_id")
+        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
+            raise TypeError("vcpu_id must be an int")  # [library choice: a bool is no id]
         if vcpu_id < 0:
             raise ValueError("vcpu_id must be >= 0")
-        if vcpu_id >= 1 << 64:
-            raise OverflowError("vcpu_id does not fit in unsigned long")
         if not isinstance(el2, (bool, int)) or not isinstance(pmu, (bool, int)):
             raise TypeError("el2 and pmu must be bool")
         el2, pmu = bool(el2), bool(pmu)
         if self.dead:
             _check(-errno.EIO)
         if vcpu_id >= MAX_VCPUS:
-            _check(-errno.EINVAL)
+            _check(-errno.EINVAL)  # any id >= 512, however large (sem 2)
         if len(self.vcpus) >= MAX_VCPUS:
             _check(-errno.EINVAL)
         if self.initialised:
@@ -348,7 +347,7 @@ class RefDevice:
         _uint(group, 32, "group")
         _uint(attr, 64, "attr")
 
-    def has_attr(self, group, attr, addr=None) -> None:
+    def has_attr(self, group, attr) -> None:
         self._args(group, attr)
         if self.vm.dead:
             _check(-errno.EIO)
@@ -553,7 +552,7 @@ class RefVcpu:
         _uint(group, 32, "group")
         _uint(attr, 64, "attr")
 
-    def has_attr(self, group, attr, addr=None) -> None:
+    def has_attr(self, group, attr) -> None:
         self._args(group, attr)
         if self.vm.dead:
             _check(-errno.EIO)
@@ -732,12 +731,16 @@ class _RefRun:
 
     def __init__(self, vcpu: RefVcpu):
         self.vcpu = vcpu
+        self.cpu = None
 
     def __enter__(self) -> "RefCpuIf":
-        return self.vcpu.run_enter()
+        self.cpu = self.vcpu.run_enter()
+        return self.cpu
 
     def __exit__(self, *exc) -> bool:
-        self.vcpu.run_exit()
+        # leaving a block that is not (or no longer) open is a no-op [library choice]
+        if self.cpu is not None and self.cpu.live:
+            self.vcpu.run_exit()
         return False
 
 
@@ -822,6 +825,8 @@ class RefCpuIf:
 
     # ICC_CR0_EL1 / ICC_PCR_EL1
     def write_cr0(self, enable) -> None:
+        if not isinstance(enable, int):
+            raise TypeError("enable must be a bool")  # [library choice: no truthiness]
         v = self._usable()
         v.en = bool(enable)
 
