@@ -5,8 +5,8 @@
 #   stores word 1), and every mask is a subset of vm.impl where the kernel derives it from the
 #   implemented set (exposed, userspace_ppis).
 # - enabled is a subset of the exposed set in force when the guest wrote ENABLER.
-# - Only PPI 3 (SW_PPI) is edge-configured; pending_latch bits exist only for it unless a v2
-#   trapped write put one there.
+# - Only PPI 3 (SW_PPI) is edge-configured (vm.edge_cfg == {3}; hot paths test ppi == SW_PPI
+#   directly); pending_latch bits exist only for it.
 # - owned bits are PPIs 23 (PMU), 27 (vtimer), 30 (ptimer) only: the owner of each is implied
 #   by the PPI number, because V5 forces the architected numbers before any owner is set.
 # - hw (DVI) bits are 27 and 30 only, set with their owners at the vCPU's first run.
@@ -83,6 +83,7 @@ ctypedef struct vm_t:
     unsigned int nr_ppis     # prof.nr_ppis, hoisted for the hot paths
     mask128 impl             # host implemented PPIs, cut to nr_ppis
     mask128 userspace_ppis   # computed at CTRL_INIT by the profile's rule
+    mask128 irq_line_gate    # PPIs KVM_IRQ_LINE lets through: userspace_ppis (v3+), all (v2)
     mask128 exposed          # v3/final: the VM's exposed set (vgic_ppi_mask)
     mask128 hmr              # exposed PPIs configured level (vgic_ppi_hmr); informative
     mask128 edge_cfg         # edge-configured PPIs: {SW_PPI}

@@ -375,7 +375,7 @@ def bare_inject_loop(VmCore core, const uint32_t[::1] irqs):
             num = w & 0xffff
             v = vcpu_by_id(vm, ((w >> 16) & 0xff) | (((w >> 28) & 0xf) << 8))
             if ((w >> 24) & 0xf) == 2 and v != NULL and num < vm.nr_ppis \
-                    and test_bit(num, &vm.userspace_ppis):
+                    and test_bit(num, &vm.irq_line_gate):
                 v.pending_latch.w[num >> 6] |= (<uint64_t>1) << (num & 63)
                 accepted += 1
     return accepted

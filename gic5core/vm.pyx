@@ -147,6 +147,10 @@ cdef class VmCore:
         self.vm.nr_ppis = self.vm.prof.nr_ppis
         self.vm.impl = bitmap_and(mask_make(impl0, impl1), bitmap_fill(self.vm.nr_ppis))
         self.vm.edge_cfg = bit_mask(SW_PPI)
+        # v2 has no mask gate: every PPI below NR passes KVM_IRQ_LINE (the injection itself
+        # then answers EBUSY before INIT). v3+ gate on userspace_ppis, empty until INIT.
+        self.vm.irq_line_gate = bitmap_zero() if self.vm.prof.gate_by_umask \
+            else bitmap_fill(self.vm.nr_ppis)
         self.vm.host_pmu = host_pmu
         for i in range(MAX_VCPUS):
             self.vm.id_to_index[i] = -1
@@ -286,6 +290,8 @@ cdef class VmCore:
                     rc = -EINVAL  # nested virtualisation is refused
             if rc == 0:
                 self.vm.userspace_ppis = userspace_mask(&self.vm)
+                if self.vm.prof.gate_by_umask:
+                    self.vm.irq_line_gate = self.vm.userspace_ppis
                 self.vm.initialised = 1
         gic5_unlock(&self.vm.lock)
         check(rc)

@@ -1,0 +1,27 @@
+# Type stub for gic5core.profile (compiled from profile.pyx).
+#
+# Rules this stub keeps: it declares exactly what the compiled module exports (stubtest checks
+# it); the switch names are those of profile_t in profile.pxd, one key each.
+
+from typing import TypedDict
+
+class _ProfileSwitches(TypedDict):
+    # The revision switch points of the spec's table 9.2 (see profile.pxd for each meaning).
+    nr_ppis: int
+    umask_rule: int
+    gate_by_umask: bool
+    exposure_rule: int
+    trap_wide: bool
+    fold_changed_only: bool
+    fold_skips_dvi: bool
+    clear_edge_latch_on_entry: bool
+    wake_strict: bool
+    wake_checks_en: bool
+    wake_fast_path: bool
+    sync_prio_on_check: bool
+
+PROFILES: tuple[str, ...]
+PROFILE_DATA: dict[str, _ProfileSwitches]
+
+def profile_switches(name: str) -> _ProfileSwitches:
+    """The switch values of profile ``name`` (a copy); ValueError for an unknown name."""

@@ -1,0 +1,39 @@
+# Type stub for gic5core.storm (compiled from storm.pyx).
+#
+# Rules this stub keeps: it declares exactly what the compiled module exports (stubtest checks
+# it). storm_run takes a real list (the Cython signature is `list cores`); the TypeVar lets a
+# list[gic5.Vm] through without list invariance getting in the way.
+
+from typing import TypeVar, final
+
+import numpy as np
+import numpy.typing as npt
+
+from gic5core.vm import VmCore
+
+_VmT = TypeVar("_VmT", bound=VmCore)
+
+PATTERNS: dict[str, int]
+
+def storm_run(
+    cores: list[_VmT],
+    vcpus_per_vm: int,
+    injections: int,
+    pattern: str = "uniform",
+    seed: int = 1,
+    service_every: int = 4,
+    truth: npt.NDArray[np.uint8] | bytearray | None = None,
+    event_base: int = 0,
+    event_total: int = 0,
+    drain: bool = True,
+) -> dict[str, int]:
+    """One closed-loop storm (or one batch of it) over ``cores``; returns the counters."""
+
+def bare_inject_loop(core: VmCore, irqs: npt.NDArray[np.uint32]) -> int:
+    """The speed-of-light baseline: decode + gate + latch only; returns the accepted count."""
+
+@final
+class CallFloor:
+    """An empty compiled method taking two C ints: the floor of any compiled call."""
+
+    def two(self, a: int, b: int) -> None: ...

@@ -1,0 +1,82 @@
+# Type stub for gic5core.vm (compiled from vm.pyx).
+#
+# Rules this stub keeps: it declares exactly what the compiled module exports (stubtest checks
+# it). Integer arguments are ``int`` (the core refuses anything that is not an int, bool
+# included as Python does, and C-range errors are OverflowError). The underscore methods are
+# the front end's private protocol with the core; they are typed so gic5 itself type-checks.
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import Self, disjoint_base
+
+def as_u32_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.uint32]:
+    """A C-contiguous uint32 copy/view of a 1-D integer array or sequence (ValueError/TypeError)."""
+
+def vcpu_state_size() -> int:
+    """Bytes of C state per vCPU (the allocation made by create_vcpu)."""
+
+# A cdef class with C fields: it cannot share a layout with another base (PEP 800).
+@disjoint_base
+class VmCore:
+    """The compiled state of one VM; gic5.Vm is its Python subclass."""
+
+    def __init__(
+        self, profile: str = "final", host_pmu: bool = True, impl0: int = 0x5C800008,
+        impl1: int = 0,
+    ) -> None: ...
+    @property
+    def profile(self) -> str:
+        """The profile's name ("v2", "v3" or "final")."""
+    @property
+    def core(self) -> Self:
+        """The VmCore itself (gic5.Vm is one)."""
+    @property
+    def nr_ppis(self) -> int:
+        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 128 (v2, v3) or 64 (final)."""
+    @property
+    def nr_vcpus(self) -> int:
+        """vCPUs created so far."""
+    @property
+    def has_device(self) -> bool:
+        """A KVM_DEV_TYPE_ARM_VGIC_V5 device exists."""
+    @property
+    def initialised(self) -> bool:
+        """KVM_DEV_ARM_VGIC_CTRL_INIT has succeeded."""
+    @property
+    def dead(self) -> bool:
+        """The VM is dead (a failed first run): every ioctl answers EIO."""
+    @property
+    def impl_ppis(self) -> tuple[int, int]:
+        """The host's implemented PPIs, cut to nr_ppis: (word0, word1)."""
+
+    # --- public: the VM-level hot paths and masks ---
+    def irq_line(self, irq: int, level: int) -> None:
+        """KVM_IRQ_LINE; level is a __u32, nonzero asserts."""
+    def irq_line_batch(self, irqs: npt.ArrayLike, levels: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """``irq_line`` per element, in order, in one nogil loop: 0 / -errno per element."""
+    def userspace_ppis(self) -> tuple[int, int]:
+        """(word0, word1) as KVM_DEV_ARM_VGIC_USERSPACE_PPIS copies them out."""
+    def exposed_ppis(self) -> tuple[int, int]:
+        """(word0, word1) of the PPIs exposed to the guest (v2: vCPU index 0's set)."""
+
+    # --- the front end's protocol (validated arguments; OSError with the kernel's errno) ---
+    def _alive(self) -> None: ...
+    def _create_vcpu(self, vcpu_id: int, el2: bool = False, pmu: bool = False) -> int: ...
+    def _vcpu_id(self, index: int) -> int: ...
+    def _create_device(self, dev_type: int, flags: int = 0) -> bool: ...
+    def _device_init(self) -> None: ...
+    def _timer_get(self, index: int, attr: int) -> int: ...
+    def _timer_set(self, index: int, attr: int, readable: bool, value: int) -> None: ...
+    def _pmu_feature(self, index: int) -> bool: ...
+    def _pmu_get(self, index: int, attr: int) -> int: ...
+    def _pmu_set(self, index: int, attr: int, readable: bool, value: int) -> None: ...
+    def _timer_line(self, index: int, timer: int, level: bool) -> None: ...
+    def _pmu_line(self, index: int, level: bool) -> None: ...
+    def _run_enter(self, index: int) -> None: ...
+    def _run_exit(self, index: int) -> None: ...
+    def _is_running(self, index: int) -> bool: ...
+    def _pending_ppis(self, index: int) -> tuple[int, int]: ...
+    def _active_ppis(self, index: int) -> tuple[int, int]: ...
+    def _enabled_ppis(self, index: int) -> tuple[int, int]: ...
+    def _has_pending_irq(self, index: int) -> bool: ...
+    def _cpu_lines(self, index: int) -> tuple[bool, bool]: ...
