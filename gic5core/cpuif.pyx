@@ -172,14 +172,16 @@ cdef class CpuIf:
         else:
             holder = vm.impl
         if test_bit(p, &holder):
-            image_set_priority(v, p, pr)
+            image_set_priority(vm, v, p, pr)
         self.leave()
 
     def read_ppi_priority(self, ppi):
         """read_ppi_priority(ppi) -> the 5-bit priority in ICH_PPI_PRIORITYR."""
         cdef int p = check_ppi(ppi)
         cdef vcpu_t* v = self.enter()
-        cdef unsigned int r = image_priority(v, p)
+        cdef unsigned int r = 0
+        if p < self.core.vm.nr_ppis:  # final: PRIORITYR8..15 are written as zero, read 0
+            r = image_priority(&self.core.vm, v, p)
         self.leave()
         return r
 

@@ -50,14 +50,15 @@ cdef inline mask128 kvm_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
     return bitmap_or(v.pending_latch, bitmap_andnot(v.line_level, vm.edge_cfg))
 
 
-cdef inline unsigned int image_priority(const vcpu_t* v, unsigned int ppi) noexcept nogil:
-    return (v.ich_priorityr[ppi >> 3] >> ((ppi & 7) * 8)) & PRIO_MASK
+cdef inline unsigned int image_priority(const vm_t* vm, const vcpu_t* v,
+                                        unsigned int ppi) noexcept nogil:
+    # The image's priority byte of PPI ppi (< nr_ppis), low 5 bits.
+    return v.prio[vm.nr_ppis + ppi] & PRIO_MASK
 
 
-cdef inline void image_set_priority(vcpu_t* v, unsigned int ppi, unsigned int prio) noexcept nogil:
-    cdef unsigned int shift = (ppi & 7) * 8
-    v.ich_priorityr[ppi >> 3] = ((v.ich_priorityr[ppi >> 3] & ~((<uint64_t>0xff) << shift))
-                                 | ((<uint64_t>(prio & PRIO_MASK)) << shift))
+cdef inline void image_set_priority(const vm_t* vm, vcpu_t* v, unsigned int ppi,
+                                    unsigned int prio) noexcept nogil:
+    v.prio[vm.nr_ppis + ppi] = <uint8_t>(prio & PRIO_MASK)  # bits 7:5 are RES0: dropped
 
 
 cdef inline mask128 guest_pending(const vcpu_t* v) noexcept nogil:
@@ -185,7 +186,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
 cdef inline void sync_priorities(vm_t* vm, vcpu_t* v) noexcept nogil:
     cdef unsigned int i
     for i in range(vm.nr_ppis):
-        v.priority[i] = <uint8_t>image_priority(v, i)
+        v.prio[i] = <uint8_t>image_priority(vm, v, i)
 
 
 cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
@@ -237,7 +238,7 @@ cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
     while not bitmap_empty(cand):
         i = find_first_bit(cand)
         clear_bit(i, &cand)
-        p = v.priority[i]
+        p = v.prio[i]  # the shadow
         if (p < limit) if vm.prof.wake_strict else (p <= limit):
             return True
     return False
@@ -266,7 +267,7 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     while not bitmap_empty(cand):
         i = find_first_bit(cand)
         clear_bit(i, &cand)
-        p = image_priority(v, i)
+        p = image_priority(vm, v, i)
         if p <= vpmr and p < running and p < best_p:
             best = <int>i
             best_p = p

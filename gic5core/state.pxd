@@ -10,6 +10,8 @@
 # - owned bits are PPIs 23 (PMU), 27 (vtimer), 30 (ptimer) only: the owner of each is implied
 #   by the PPI number, because V5 forces the architected numbers before any owner is set.
 # - hw (DVI) bits are 27 and 30 only, set with their owners at the vCPU's first run.
+# - vcpu_t is allocated with only 2 * nr_ppis bytes of prio (vcpu_alloc_size): nothing may
+#   touch prio[2 * nr_ppis ...]; accessors take the VM to know nr_ppis.
 # - The ICH_* image fields mean "the hardware registers" only while loaded == 1; between
 #   runs they keep the last exit's values (the vCPU's saved copy), which the next flush
 #   restores or overwrites.
@@ -51,13 +53,11 @@ ctypedef struct vcpu_t:
     mask128 owned            # PPI has an in-kernel owner (userspace injections are dropped)
     mask128 hw               # PPI is hardware-mapped and directly injected (DVI)
     mask128 exposed          # v2 only: this vCPU's exposed set (v3/final use vm.exposed)
-    uint8_t priority[128]    # shadow priority, synced from the image at a WFI put (v2: at check)
     # --- the ICH_PPI_* register image: the GICv5 "list registers" of PPIs ---
     mask128 ich_dvir         # ICH_PPI_DVIR0/1_EL2: directly injected PPIs (zeroed at exit)
     mask128 ich_enabler      # ICH_PPI_ENABLER0/1_EL2
     mask128 ich_pendr        # ICH_PPI_PENDR0/1_EL2 (DVI PPIs: hardware owns pending)
     mask128 ich_activer      # ICH_PPI_ACTIVER0/1_EL2
-    uint64_t ich_priorityr[16]  # ICH_PPI_PRIORITYR0..15_EL2: byte k of reg n = PPI 8n+k
     uint64_t vmcr            # ICH_VMCR_EL2 while loaded: EN bit 0, VPMR bits 31:27
     uint64_t apr             # ICH_APR_EL2 while loaded: bit p = priority p active
     uint64_t saved_vmcr      # vgic_vmcr: VMCR saved at the last exit (wake predicate input)
@@ -77,6 +77,11 @@ ctypedef struct vcpu_t:
     uint8_t cpu_lines        # KVM_ARM_IRQ_TYPE_CPU lines: bit 0 IRQ, bit 1 FIQ
     uint8_t timer_level      # recorded timer line levels, bit = timer index
     uint8_t pmu_level        # recorded PMU overflow line level
+    # --- priorities, sized by the profile: the allocation ends 2 * nr_ppis bytes into prio ---
+    uint8_t prio[256]        # [0, nr): KVM's shadow priority per PPI, synced from the image at
+                             # a WFI put (v2: at check); [nr, 2 nr): ICH_PPI_PRIORITYRn_EL2 as
+                             # bytes, byte k of register n = PPI 8n+k (little-endian layout of
+                             # the registers). PRIORITYR bytes of PPIs >= nr do not exist.
 
 ctypedef struct vm_t:
     profile_t prof           # the revision being modelled (copied, never shared)
@@ -119,3 +124,10 @@ cdef extern from *:
     """
     void gic5_lock(int* l) noexcept nogil
     void gic5_unlock(int* l) noexcept nogil
+
+
+cdef inline size_t vcpu_alloc_size(unsigned int nr_ppis) noexcept nogil:
+    # The vCPU struct up to its priority bytes, plus shadow and image for nr_ppis PPIs.
+    # prio is the last member, so sizeof minus its full length covers everything before it
+    # (and the tail padding, harmlessly).
+    return sizeof(vcpu_t) - sizeof((<vcpu_t*>NULL).prio) + 2 * nr_ppis

@@ -30,8 +30,8 @@ from gic5core.errors cimport check
 from gic5core.args cimport need_int
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
                             set_bit, assign_bit, bitmap_and)
-from gic5core.profile cimport profile_load
-from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, MAX_VCPUS, SW_PPI,
+from gic5core.profile cimport profile_t, profile_load
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS, SW_PPI,
                              PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL)
 from gic5core.ppi cimport (irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
@@ -229,7 +229,7 @@ cdef class VmCore:
         elif pmu and not self.vm.host_pmu:
             rc = -EINVAL  # KVM_ARM_VCPU_INIT refuses an unsupported feature
         else:
-            v = <vcpu_t*>calloc(1, sizeof(vcpu_t))
+            v = <vcpu_t*>calloc(1, vcpu_alloc_size(self.vm.nr_ppis))
             if v == NULL:
                 rc = -12  # ENOMEM
             else:
@@ -572,6 +572,12 @@ cdef class VmCore:
         return (bool(v.cpu_lines & 1), bool(v.cpu_lines & 2))
 
 
-def vcpu_state_size():
-    """vcpu_state_size() -> bytes of C state per vCPU (the allocation made by create_vcpu)."""
-    return sizeof(vcpu_t)
+def vcpu_state_size(str profile="final"):
+    """vcpu_state_size(profile="final") -> bytes of C state create_vcpu allocates per vCPU.
+
+    >>> vcpu_state_size("final") < vcpu_state_size("v2")
+    True
+    """
+    cdef profile_t prof
+    profile_load(profile, &prof)
+    return vcpu_alloc_size(prof.nr_ppis)
