@@ -62,6 +62,8 @@ def as_u32_array(values, str name):
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.uint32)  # an empty list has no integer dtype to check
     if arr.dtype.kind == "O":
         # Python ints too wide for any numpy integer type land here.
         if all(isinstance(x, int) for x in arr):
