@@ -3,7 +3,17 @@
 Rules: this package never imports gic5 (the front end depends on the core, never the reverse);
 it re-exports only compiled names.
 """
-from gic5core.errors import UndefinedInstruction, check
+try:
+    from gic5core.errors import UndefinedInstruction, check
+except ModuleNotFoundError as _e:  # pragma: no cover - exercised by a subprocess test
+    if _e.name != "gic5core.errors":
+        raise
+    raise ImportError(
+        f"gic5core at {__path__[0]} has no compiled modules: this is the source tree "
+        "shadowing the installed package (Python puts the current directory first on "
+        "sys.path for 'python -m' and 'python -c'). Run from another directory, use the "
+        "console scripts (gic5-storm, gic5-diff), or build in place with "
+        "'pip install --no-build-isolation -e .'") from None
 from gic5core.profile import PROFILES, PROFILE_DATA, profile_switches
 from gic5core.vm import VmCore, vcpu_state_size
 from gic5core.cpuif import CpuIf

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -123,9 +124,14 @@ def test_batches_match_one_call():
     assert split["counters"]["injections"] >= 30_000
 
 
+# Subprocesses run outside the repository: "python -m" puts the current directory first on
+# sys.path, and the source tree's uncompiled gic5core/ would shadow the installed one.
+NEUTRAL_CWD = tempfile.gettempdir()
+
+
 def run_cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "gic5.storm", *args], capture_output=True,
-                          text=True, timeout=300, **kw)
+                          text=True, timeout=300, cwd=NEUTRAL_CWD, **kw)
 
 
 def test_cli_default_report_and_json(tmp_path):
@@ -183,5 +189,6 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
     out.write_text(json.dumps({"benchmarks": []}))
     code = ("import sys; sys.modules['matplotlib'] = None; from gic5.storm import main; "
             f"sys.exit(main(['plot', {str(out)!r}]))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=NEUTRAL_CWD)
     assert p.returncode == 2 and "gic5[plot]" in p.stderr
