@@ -18,13 +18,14 @@ OSError with the kernel's errno, produced by the core's single ``check``.
 
 from gic5core import CpuIf, UndefinedInstruction, check
 
-from . import uapi
+from . import kvmdev, uapi
 from .kvm import PROFILES, Device, Host, Kvm, Vcpu, Vm
+from .kvmdev import BACKENDS
 
 try:
     from ._version import __version__
 except ImportError:  # a tree that was never built by setuptools-scm
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Kvm", "Host", "Vm", "Vcpu", "Device", "CpuIf", "PROFILES", "UndefinedInstruction",
-           "check", "uapi", "__version__"]
+__all__ = ["Kvm", "Host", "Vm", "Vcpu", "Device", "CpuIf", "PROFILES", "BACKENDS",
+           "UndefinedInstruction", "check", "uapi", "kvmdev", "__version__"]

@@ -101,35 +101,85 @@ class Host:
 
 
 class Kvm:
-    """Kvm(host=None, profile="final"): /dev/kvm on a GICv5 host running revision ``profile``."""
+    """Kvm(host=None, profile="final", backend="model"): /dev/kvm.
 
-    __slots__ = ("_host", "_profile")
+    ``backend="model"`` (the default) is a GICv5 host running revision ``profile``, simulated.
+    ``backend="kvm"`` opens the real /dev/kvm (the OSError the OS gives when it is missing or
+    not accessible, e.g. ENOENT or EACCES) and ``create_vm()`` returns a
+    ``gic5.kvmdev.KvmVm`` with the same methods (see docs/kvm-backend.md). The real kernel is
+    what it is: with ``backend="kvm"`` a ``host`` other than None or a ``profile`` other than
+    "final" is a ValueError, ``.profile`` is "kvm" and ``.host`` raises NotImplementedError.
+    ``close()`` (or ``with``) closes /dev/kvm and the VMs made through it; a no-op on the model.
+    """
 
-    def __init__(self, host: Host | None = None, profile: str = "final") -> None:
-        if host is None:
-            host = Host()
-        if not isinstance(host, Host):
+    __slots__ = ("_host", "_profile", "_backend", "_system")
+
+    def __init__(self, host: Host | None = None, profile: str = "final",
+                 backend: str = "model") -> None:
+        from . import kvmdev  # imported here: kvmdev builds on this module
+
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+        if backend not in kvmdev.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(kvmdev.BACKENDS)}")
+        if host is not None and not isinstance(host, Host):
             raise TypeError(f"host must be a gic5.Host, not {type(host).__name__}")
         if not isinstance(profile, str):
             raise TypeError(f"profile must be a str, not {type(profile).__name__}")
+        self._backend = backend
+        self._host: Host | None = None
+        self._system: kvmdev.KvmSystem | None = None
+        if backend == "kvm":
+            if host is not None:
+                raise ValueError("backend='kvm' drives the real kernel: its host is the machine "
+                                 "itself, so host must be None")
+            if profile != "final":
+                raise ValueError("backend='kvm' drives the real kernel, whatever revision it "
+                                 f"is: profile {profile!r} cannot be chosen")
+            self._profile = "kvm"
+            self._system = kvmdev.KvmSystem()
+            return
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-        self._host = host
+        self._host = Host() if host is None else host
         self._profile = profile
 
     @property
+    def backend(self) -> str:
+        return self._backend
+
+    @property
     def host(self) -> Host:
+        if self._host is None:
+            raise NotImplementedError("Kvm.host: backend='kvm' has no gic5.Host; the real "
+                                      "host's capabilities are the kernel's")
         return self._host
 
     @property
     def profile(self) -> str:
+        """The model's profile, or "kvm" for the real kernel."""
         return self._profile
 
     def create_vm(self) -> Vm:
         """KVM_CREATE_VM."""
+        if self._system is not None:
+            return self._system.create_vm(self)  # type: ignore[return-value]  # same methods
         return Vm(self)
 
+    def close(self) -> None:
+        """Close /dev/kvm and every VM created through it (backend="kvm"; no-op otherwise)."""
+        if self._system is not None:
+            self._system.close()
+
+    def __enter__(self) -> Kvm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
+        if self._backend == "kvm":
+            return "Kvm(backend='kvm')"
         return f"Kvm(host={self._host!r}, profile={self._profile!r})"
 
 

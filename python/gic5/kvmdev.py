@@ -1,0 +1,639 @@
+"""The real-KVM backend: the model's Vm / Vcpu / Device methods, answered by /dev/kvm.
+
+``gic5.Kvm(backend="kvm")`` builds on this module, so a VMM-side script written against gic5
+runs unchanged against the model or against the running kernel, and the two can be diffed.
+
+Rules this module keeps:
+- Only the userspace ABI is driven: KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CREATE_VCPU,
+  KVM_ARM_PREFERRED_TARGET + KVM_ARM_VCPU_INIT, KVM_CREATE_DEVICE, KVM_{HAS,GET,SET}_DEVICE_ATTR
+  on the device and vCPU fds, KVM_IRQ_LINE. Everything that needs guest code (KVM_RUN, the guest
+  CPU interface, the timer and PMU lines a running guest drives) or kernel-internal state (the
+  per-vCPU PPI state, the exposed set, the host's implemented mask, vm_dead) raises
+  NotImplementedError naming what is missing, instead of inventing an answer.
+- Ioctl numbers are computed with the asm-generic ``_IOC`` rules (nr 8 bits, type 8, size 14,
+  dir 2: the layout of x86 and arm64; powerpc, mips, sparc and alpha use another one) and the
+  struct sizes come from the ctypes layouts below; tests check both against the known values.
+- Kernel failures are the OSError that ``fcntl.ioctl`` raises, with the kernel's errno, never
+  re-wrapped (a failed mmap/mprotect of the bounce window below, the only other system call,
+  goes through gic5core.check like every model error). Python misuse is refused before any ioctl with the model's own checks
+  (TypeError / ValueError / OverflowError), so both backends refuse the same arguments.
+- ``addr`` (struct kvm_device_attr.addr) follows the model's rules: None or 0 is NULL (the
+  kernel sees 0 and faults), any other int is a TypeError, a buffer must be C-contiguous. A
+  buffer is never handed to the kernel by its own address: the kernel does not know its length
+  and would write past the end of a short one. It goes through a bounce window instead (see
+  ``_UserWindow``): a private mapping whose bytes end exactly where the buffer ends, followed
+  by an inaccessible guard page, and mapped read-only when the buffer is read-only. The kernel
+  thus faults exactly where it would fault on a user mapping of that size and protection (a
+  short buffer gets the put_user()s that fit, then EFAULT; a read-only one EFAULT on the
+  first write), and whatever the kernel wrote is copied back into the buffer, also on failure.
+- Every fd is owned by one object and closed by its ``close()``, by ``with``, or when the
+  object is collected (weakref.finalize); a VM's close() closes its vCPUs and devices too.
+  Calls on a closed object are ValueError (Python misuse), as on a closed Python file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import struct
+import weakref
+from typing import Any, NoReturn
+
+import numpy as np
+from gic5core import check
+
+from . import uapi
+from ._user import UserPtr
+from .kvm import _attr_key, _flag, _uint
+
+__all__ = [
+    "BACKENDS", "KVM_PATH", "KVM_API_VERSION", "KVMIO",
+    "IOC_NONE", "IOC_WRITE", "IOC_READ", "IOC", "IO", "IOR", "IOW", "IOWR",
+    "kvm_irq_level", "kvm_create_device", "kvm_device_attr", "kvm_vcpu_init",
+    "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_CHECK_EXTENSION", "KVM_CREATE_VCPU", "KVM_RUN",
+    "KVM_IRQ_LINE", "KVM_CREATE_DEVICE", "KVM_SET_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR",
+    "KVM_HAS_DEVICE_ATTR", "KVM_ARM_VCPU_INIT", "KVM_ARM_PREFERRED_TARGET",
+    "KVM_ARM_VCPU_PMU_V3", "KVM_ARM_VCPU_HAS_EL2", "KVM_VM_TYPE_DEFAULT",
+    "KvmSystem", "KvmVm", "KvmVcpu", "KvmDevice", "EXTRA_NAMES",
+]
+
+BACKENDS: tuple[str, ...] = ("model", "kvm")
+KVM_PATH = "/dev/kvm"  # a module attribute so tests can point it at a path that does not exist
+KVM_API_VERSION = 12   # the only version the kvm API has ever answered (KVM_GET_API_VERSION)
+
+# Public names the kvm backend's objects have beyond the model's: fd lifecycle only. A script
+# that uses them is not portable to the model (which has no fds); everything else is shared.
+EXTRA_NAMES = frozenset({"close", "closed", "fileno"})
+
+# --- include/uapi/asm-generic/ioctl.h -------------------------------------------------------
+
+_IOC_NRBITS, _IOC_TYPEBITS, _IOC_SIZEBITS, _IOC_DIRBITS = 8, 8, 14, 2
+_IOC_NRSHIFT = 0
+_IOC_TYPESHIFT = _IOC_NRSHIFT + _IOC_NRBITS
+_IOC_SIZESHIFT = _IOC_TYPESHIFT + _IOC_TYPEBITS
+_IOC_DIRSHIFT = _IOC_SIZESHIFT + _IOC_SIZEBITS
+
+IOC_NONE, IOC_WRITE, IOC_READ = 0, 1, 2
+
+
+def IOC(dir: int, type: int, nr: int, size: int) -> int:  # noqa: A002 (the kernel's names)
+    """``_IOC(dir, type, nr, size)``; a field that does not fit is a ValueError (the C macro
+    would silently corrupt the neighbouring field)."""
+    for name, value, bits in (("dir", dir, _IOC_DIRBITS), ("type", type, _IOC_TYPEBITS),
+                              ("nr", nr, _IOC_NRBITS), ("size", size, _IOC_SIZEBITS)):
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"_IOC {name} {value} does not fit in {bits} bits")
+    return (dir << _IOC_DIRSHIFT | type << _IOC_TYPESHIFT | nr << _IOC_NRSHIFT
+            | size << _IOC_SIZESHIFT)
+
+
+def IO(type: int, nr: int) -> int:  # noqa: A002
+    return IOC(IOC_NONE, type, nr, 0)
+
+
+def IOR(type: int, nr: int, ctype: Any) -> int:  # noqa: A002
+    """``_IOR``: the kernel writes a ``ctype`` back (dir READ is from userspace's view)."""
+    return IOC(IOC_READ, type, nr, ctypes.sizeof(ctype))
+
+
+def IOW(type: int, nr: int, ctype: Any) -> int:  # noqa: A002
+    """``_IOW``: the kernel reads a ``ctype``."""
+    return IOC(IOC_WRITE, type, nr, ctypes.sizeof(ctype))
+
+
+def IOWR(type: int, nr: int, ctype: Any) -> int:  # noqa: A002
+    return IOC(IOC_READ | IOC_WRITE, type, nr, ctypes.sizeof(ctype))
+
+
+# --- include/uapi/linux/kvm.h and arch/arm64/include/uapi/asm/kvm.h ----------------------------
+# ctypes.Structure lays fields out with the C compiler's natural alignment, which is what the
+# kernel headers rely on (none of these structs is packed).
+
+class _kvm_irq_level_u(ctypes.Union):
+    _fields_ = [("irq", ctypes.c_uint32), ("status", ctypes.c_int32)]
+
+
+class kvm_irq_level(ctypes.Structure):
+    """struct kvm_irq_level { union { __u32 irq; __s32 status; }; __u32 level; }"""
+    _anonymous_ = ("_u",)
+    _fields_ = [("_u", _kvm_irq_level_u), ("level", ctypes.c_uint32)]
+
+
+class kvm_create_device(ctypes.Structure):
+    """struct kvm_create_device { __u32 type; __u32 fd; __u32 flags; } (fd is written back)"""
+    _fields_ = [("type", ctypes.c_uint32), ("fd", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class kvm_device_attr(ctypes.Structure):
+    """struct kvm_device_attr { __u32 flags; __u32 group; __u64 attr; __u64 addr; }"""
+    _fields_ = [("flags", ctypes.c_uint32), ("group", ctypes.c_uint32),
+                ("attr", ctypes.c_uint64), ("addr", ctypes.c_uint64)]
+
+
+class kvm_vcpu_init(ctypes.Structure):
+    """struct kvm_vcpu_init { __u32 target; __u32 features[7]; } (arm64)"""
+    _fields_ = [("target", ctypes.c_uint32), ("features", ctypes.c_uint32 * 7)]
+
+
+KVMIO = 0xAE
+
+KVM_GET_API_VERSION = IO(KVMIO, 0x00)
+KVM_CREATE_VM = IO(KVMIO, 0x01)
+KVM_CHECK_EXTENSION = IO(KVMIO, 0x03)
+KVM_CREATE_VCPU = IO(KVMIO, 0x41)
+KVM_IRQ_LINE = IOW(KVMIO, 0x61, kvm_irq_level)
+KVM_RUN = IO(KVMIO, 0x80)
+KVM_ARM_VCPU_INIT = IOW(KVMIO, 0xAE, kvm_vcpu_init)
+KVM_ARM_PREFERRED_TARGET = IOR(KVMIO, 0xAF, kvm_vcpu_init)
+KVM_CREATE_DEVICE = IOWR(KVMIO, 0xE0, kvm_create_device)
+KVM_SET_DEVICE_ATTR = IOW(KVMIO, 0xE1, kvm_device_attr)
+KVM_GET_DEVICE_ATTR = IOW(KVMIO, 0xE2, kvm_device_attr)  # _IOW: the kernel only reads the struct
+KVM_HAS_DEVICE_ATTR = IOW(KVMIO, 0xE3, kvm_device_attr)
+
+KVM_VM_TYPE_DEFAULT = 0      # arm64: bits 7:0 = IPA size, 0 = the default (40 bits)
+KVM_ARM_VCPU_PMU_V3 = 3      # kvm_vcpu_init.features[0] bits
+KVM_ARM_VCPU_HAS_EL2 = 7
+
+# The same layouts as struct formats, for the hot path (one pack per KVM_IRQ_LINE) and for the
+# tests that check the ctypes layouts byte for byte. "=" is native order, standard sizes, no
+# padding, so a size mismatch with ctypes would show a hidden padding difference.
+IRQ_LEVEL = struct.Struct("=II")
+DEVICE_ATTR = struct.Struct("=IIQQ")
+CREATE_DEVICE = struct.Struct("=III")
+VCPU_INIT = struct.Struct("=I7I")
+
+# fcntl.ioctl passes an int argument as a C int; the kernel's vCPU id is an unsigned long.
+# Every id above INT_MAX is >= KVM_MAX_VCPU_IDS on every architecture, so clamping keeps the
+# kernel's answer (EINVAL) without an OverflowError the model would not raise.
+_INT_MAX = (1 << 31) - 1
+_U64_MAX = (1 << 64) - 1
+
+
+def _missing(what: str, why: str) -> NoReturn:
+    raise NotImplementedError(f"{what}: {why}; the kvm backend drives the userspace ABI only "
+                              "(use backend='model' for this)")
+
+
+_NEEDS_GUEST = "needs guest code (memory slots, an entry point, a kvm_run mmap) running in the VM"
+_KERNEL_STATE = "is kernel-internal state that no GICv5 uapi reports"
+
+
+# --- the user pointer --------------------------------------------------------------------------
+
+_PAGE = mmap.PAGESIZE
+_PROT_NONE = 0  # <sys/mman.h>; the mmap module exports PROT_READ/WRITE only
+_libc: Any = None
+
+
+def _libc_mm() -> Any:
+    """libc's mmap/mprotect/munmap (ctypes), loaded on first use."""
+    global _libc
+    if _libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        libc.mprotect.restype = ctypes.c_int
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        _libc = libc
+    return _libc
+
+
+def _libc_failed() -> NoReturn:
+    """A failed mmap/mprotect: its errno as OSError, built by the project's single check()."""
+    check(-(ctypes.get_errno() or errno.ENOMEM))
+    raise AssertionError("check() returned for a negative code")
+
+
+def _user_view(addr: Any) -> memoryview | None:
+    """The model's user-pointer rules (UserPtr refuses the same things), then the bytes."""
+    if UserPtr(addr).is_null:
+        return None
+    view = memoryview(addr)
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+class _UserWindow:
+    """A user address for ``view`` at which the kernel sees exactly ``view``'s bytes.
+
+    The bytes are copied to the end of a private anonymous mapping followed by a PROT_NONE
+    guard page, so an access past ``len(view)`` faults (EFAULT from the kernel, not a write
+    into whatever follows the Python buffer), and the data pages are made read-only when the
+    buffer is. ``finish()`` copies the window back into a writable buffer (what the kernel
+    wrote before it returned, whether it succeeded or faulted) and unmaps it.
+    """
+
+    __slots__ = ("addr", "_view", "_base", "_length")
+
+    def __init__(self, view: memoryview | None) -> None:
+        self._view = view
+        self._base = 0
+        self._length = 0
+        if view is None:
+            self.addr = 0  # NULL: the kernel faults on its own
+            return
+        n = view.nbytes
+        data = max(1, -(-n // _PAGE)) * _PAGE
+        libc = _libc_mm()
+        base = libc.mmap(None, data + _PAGE, mmap.PROT_READ | mmap.PROT_WRITE,
+                         mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        if base is None or base == ctypes.c_void_p(-1).value:
+            _libc_failed()
+        self._base, self._length = base, data + _PAGE
+        try:
+            if libc.mprotect(base + data, _PAGE, _PROT_NONE) != 0:
+                _libc_failed()
+            self.addr = base + data - n
+            if n:
+                ctypes.memmove(self.addr, bytes(view), n)
+            if view.readonly and libc.mprotect(base, data, mmap.PROT_READ) != 0:
+                _libc_failed()
+        except BaseException:
+            self._unmap()
+            raise
+
+    def _unmap(self) -> None:
+        if self._base:
+            _libc_mm().munmap(self._base, self._length)
+            self._base = 0
+
+    def finish(self) -> None:
+        try:
+            view = self._view
+            if view is not None and not view.readonly and view.nbytes:
+                view[:] = ctypes.string_at(self.addr, view.nbytes)
+        finally:
+            self._unmap()
+            if self._view is not None:
+                self._view.release()  # so a bytearray can be resized again at once
+
+
+# --- fds -------------------------------------------------------------------------------------
+
+class _Fd:
+    """One owned fd: close() / with / garbage collection close it exactly once."""
+
+    __slots__ = ("_fd", "_finalizer", "__weakref__")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def fileno(self) -> int:
+        """The fd, for ioctls of your own (ValueError once closed)."""
+        if not self._finalizer.alive:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Close the fd (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ioctl(self, request: int, arg: Any = 0) -> Any:
+        return fcntl.ioctl(self.fileno(), request, arg)
+
+    def _attr(self, request: int, group: Any, attr: Any, addr: Any) -> None:
+        """KVM_{HAS,GET,SET}_DEVICE_ATTR on this fd, ``addr`` through a _UserWindow."""
+        group, attr = _attr_key(group, attr)
+        view = _user_view(addr)
+        fd = self.fileno()
+        window = _UserWindow(view)
+        try:
+            fcntl.ioctl(fd, request, DEVICE_ATTR.pack(0, group, attr, window.addr))
+        finally:
+            window.finish()
+
+
+class KvmSystem(_Fd):
+    """/dev/kvm: opened with O_RDWR | O_CLOEXEC, API version checked (12)."""
+
+    __slots__ = ("_vms",)
+
+    def __init__(self) -> None:
+        super().__init__(os.open(KVM_PATH, os.O_RDWR | os.O_CLOEXEC))
+        self._vms: weakref.WeakSet[KvmVm] = weakref.WeakSet()
+        try:
+            version = self._ioctl(KVM_GET_API_VERSION)
+        except BaseException:
+            self.close()  # e.g. ENOTTY: the path is not a kvm device
+            raise
+        if version != KVM_API_VERSION:
+            self.close()
+            raise RuntimeError(f"{KVM_PATH} answers KVM_GET_API_VERSION {version}, "
+                               f"not {KVM_API_VERSION}")
+
+    def create_vm(self, kvm: Any) -> KvmVm:
+        """KVM_CREATE_VM with the default machine type; ``kvm`` is the owning gic5.Kvm."""
+        vm = KvmVm(kvm, self._ioctl(KVM_CREATE_VM, KVM_VM_TYPE_DEFAULT))
+        self._vms.add(vm)
+        return vm
+
+    def close(self) -> None:
+        """Close /dev/kvm and every VM created through it (the kernel VM goes with its last fd)."""
+        for vm in list(self._vms):
+            vm.close()
+        super().close()
+
+
+class KvmVm(_Fd):
+    """A VM fd, behind the model Vm's methods. Create it with ``gic5.Kvm(backend="kvm")``."""
+
+    __slots__ = ("_kvm", "_vcpus", "_device", "_others", "_initialised", "_next_index")
+
+    def __init__(self, kvm: Any, fd: int) -> None:
+        super().__init__(fd)
+        self._kvm = kvm
+        self._vcpus: list[KvmVcpu] = []
+        self._device: KvmDevice | None = None
+        self._others: list[KvmDevice] = []  # devices of other types, closed with the VM
+        self._initialised = False
+        self._next_index = 0
+
+    # --- what this process did through the VM (not kernel internals) ---
+
+    @property
+    def kvm(self) -> Any:
+        return self._kvm
+
+    @property
+    def vcpus(self) -> tuple[KvmVcpu, ...]:
+        """The vCPUs created (and initialised) through this object, in creation order."""
+        return tuple(self._vcpus)
+
+    @property
+    def device(self) -> KvmDevice | None:
+        """The V5 VGIC device created through this object, if any."""
+        return self._device
+
+    @property
+    def has_device(self) -> bool:
+        return self._device is not None
+
+    @property
+    def initialised(self) -> bool:
+        """True once a KVM_DEV_ARM_VGIC_CTRL_INIT set_attr succeeded through this object
+        (INIT is idempotent, so its success means the VGIC is initialised)."""
+        return self._initialised
+
+    @property
+    def nr_vcpus(self) -> int:
+        return len(self._vcpus)
+
+    @property
+    def profile(self) -> str:
+        """"kvm": the running kernel, whatever revision it is."""
+        return "kvm"
+
+    # --- kernel internals the uapi does not report ---
+
+    @property
+    def core(self) -> NoReturn:
+        _missing("Vm.core", "there is no compiled model core behind a real VM (irq_line and "
+                 "irq_line_batch work; storms drive the model)")
+
+    @property
+    def dead(self) -> NoReturn:
+        _missing("Vm.dead", "kvm->vm_dead " + _KERNEL_STATE + " (a dead VM answers EIO to "
+                 "every ioctl)")
+
+    @property
+    def nr_ppis(self) -> NoReturn:
+        _missing("Vm.nr_ppis", "the VGIC's private IRQ count " + _KERNEL_STATE)
+
+    @property
+    def impl_ppis(self) -> NoReturn:
+        _missing("Vm.impl_ppis", "the host's implemented-PPI mask " + _KERNEL_STATE)
+
+    def exposed_ppis(self) -> NoReturn:
+        _missing("Vm.exposed_ppis()", "the exposed PPI set (ICH_PPI_* state at EL2) "
+                 + _KERNEL_STATE)
+
+    # --- ioctls ---
+
+    def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> KvmVcpu:
+        """KVM_CREATE_VCPU, then KVM_ARM_PREFERRED_TARGET and KVM_ARM_VCPU_INIT with
+        KVM_ARM_VCPU_HAS_EL2 / KVM_ARM_VCPU_PMU_V3 as asked (the kvmtool / QEMU order).
+
+        If the target query or INIT fails, the vCPU fd is closed and the kernel's OSError
+        propagates; the kernel keeps the vCPU it created (vCPUs are never destroyed before
+        their VM), so the same id then answers EEXIST. The model checks everything first and
+        creates nothing, so this is where the two can differ.
+        """
+        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
+            raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
+        if vcpu_id < 0:
+            raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
+        el2 = _flag(el2, "el2")
+        pmu = _flag(pmu, "pmu")
+        fd = self._ioctl(KVM_CREATE_VCPU, min(vcpu_id, _INT_MAX))
+        index = self._next_index  # kvm->created_vcpus order, failed INITs included
+        self._next_index += 1
+        try:
+            init = kvm_vcpu_init()
+            self._ioctl(KVM_ARM_PREFERRED_TARGET, init)
+            init.features[0] |= (el2 << KVM_ARM_VCPU_HAS_EL2) | (pmu << KVM_ARM_VCPU_PMU_V3)
+            fcntl.ioctl(fd, KVM_ARM_VCPU_INIT, init)
+        except BaseException:
+            os.close(fd)
+            raise
+        vcpu = KvmVcpu(self, fd, index, vcpu_id, el2, pmu)
+        self._vcpus.append(vcpu)
+        return vcpu
+
+    def create_device(self, type: int, flags: int = 0) -> KvmDevice | None:  # noqa: A002
+        """KVM_CREATE_DEVICE: the device, or None with KVM_CREATE_DEVICE_TEST."""
+        _uint(type, 32, "type")
+        _uint(flags, 32, "flags")
+        cd = kvm_create_device(type=type, fd=0, flags=flags)
+        self._ioctl(KVM_CREATE_DEVICE, cd)
+        if flags & uapi.KVM_CREATE_DEVICE_TEST:
+            return None
+        dev = KvmDevice(self, cd.fd, type)
+        if type == uapi.KVM_DEV_TYPE_ARM_VGIC_V5:
+            self._device = dev
+        else:
+            self._others.append(dev)
+        return dev
+
+    def irq_line(self, irq: int, level: int) -> None:
+        """KVM_IRQ_LINE; irq and level are __u32s (any nonzero level asserts)."""
+        fcntl.ioctl(self.fileno(), KVM_IRQ_LINE, IRQ_LEVEL.pack(_u32_arg(irq, "irq"),
+                                                                 _u32_arg(level, "level")))
+
+    def irq_line_batch(self, irqs: Any, levels: Any) -> np.ndarray:
+        """One KVM_IRQ_LINE per (irq, level) pair, in order, collecting 0 / -errno in an int32
+        array as the model's batch does (same argument checks: the model's own converter)."""
+        from gic5core.vm import as_u32_array
+
+        w = as_u32_array(irqs, "irqs")
+        lv = as_u32_array(levels, "levels")
+        if w.shape[0] != lv.shape[0]:
+            raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
+        out = np.zeros(w.shape[0], dtype=np.int32)
+        fd = self.fileno()
+        pack = IRQ_LEVEL.pack
+        for i, (irq, level) in enumerate(zip(w.tolist(), lv.tolist())):
+            try:
+                fcntl.ioctl(fd, KVM_IRQ_LINE, pack(irq, level))
+            except OSError as exc:
+                out[i] = -exc.errno
+        return out
+
+    def userspace_ppis(self) -> tuple[int, int]:
+        """KVM_DEV_ARM_VGIC_USERSPACE_PPIS through the V5 device's get_attr.
+
+        Without a V5 device there is no fd to ask; a VM without a VGIC has no PPI userspace
+        may drive, so this is (0, 0), as the model answers. Kernel errors (EIO on a dead VM)
+        propagate, where the model's inspection call never raises.
+        """
+        if self._device is None:
+            return (0, 0)
+        buf = bytearray(16)
+        self._device.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL,
+                              uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS, buf)
+        w0, w1 = struct.unpack("=QQ", buf)
+        return (w0, w1)
+
+    def close(self) -> None:
+        """Close the VM fd and every vCPU and device fd created through it."""
+        for obj in (*self._vcpus, *self._others, *(() if self._device is None
+                                                    else (self._device,))):
+            obj.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return (f"<gic5.kvmdev.KvmVm {state} vcpus={len(self._vcpus)} "
+                f"device={self._device is not None}>")
+
+
+def _u32_arg(value: Any, name: str) -> int:
+    """KVM_IRQ_LINE's fields as the model's compiled irq_line takes them: any int (bool
+    included), OverflowError outside a __u32."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise OverflowError(f"{name} {value} does not fit in a __u32")
+    return int(value)
+
+
+class KvmDevice(_Fd):
+    """A device fd (the V5 VGIC, or any other type the kernel created)."""
+
+    __slots__ = ("_vm", "_type")
+
+    def __init__(self, vm: KvmVm, fd: int, type: int) -> None:  # noqa: A002
+        super().__init__(fd)
+        self._vm = vm
+        self._type = type
+
+    @property
+    def vm(self) -> KvmVm:
+        return self._vm
+
+    def has_attr(self, group: int, attr: int) -> None:
+        """KVM_HAS_DEVICE_ATTR: None, or the kernel's OSError."""
+        self._attr(KVM_HAS_DEVICE_ATTR, group, attr, None)
+
+    def get_attr(self, group: int, attr: int, addr: Any) -> None:
+        """KVM_GET_DEVICE_ATTR into the buffer ``addr``."""
+        self._attr(KVM_GET_DEVICE_ATTR, group, attr, addr)
+
+    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
+        """KVM_SET_DEVICE_ATTR from the buffer ``addr``."""
+        self._attr(KVM_SET_DEVICE_ATTR, group, attr, addr)
+        if (self._type == uapi.KVM_DEV_TYPE_ARM_VGIC_V5 and group == uapi.KVM_DEV_ARM_VGIC_GRP_CTRL
+                and attr == uapi.KVM_DEV_ARM_VGIC_CTRL_INIT):
+            self._vm._initialised = True
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return f"<gic5.kvmdev.KvmDevice type={self._type} {state}>"
+
+
+class KvmVcpu(_Fd):
+    """A vCPU fd, behind the model Vcpu's methods. Create it with ``KvmVm.create_vcpu()``."""
+
+    __slots__ = ("_vm", "_index", "_vcpu_id", "_el2", "_pmu")
+
+    def __init__(self, vm: KvmVm, fd: int, index: int, vcpu_id: int, el2: bool,
+                 pmu: bool) -> None:
+        super().__init__(fd)
+        self._vm = vm
+        self._index = index
+        self._vcpu_id = vcpu_id
+        self._el2 = el2
+        self._pmu = pmu
+
+    vm = property(lambda self: self._vm, doc="The VM this vCPU belongs to.")
+    index = property(lambda self: self._index,
+                     doc="KVM's vCPU index: KVM_CREATE_VCPU order (failed INITs count).")
+    vcpu_id = property(lambda self: self._vcpu_id, doc="The id given to KVM_CREATE_VCPU.")
+    el2 = property(lambda self: self._el2, doc="Initialised with KVM_ARM_VCPU_HAS_EL2.")
+    pmu = property(lambda self: self._pmu, doc="Initialised with KVM_ARM_VCPU_PMU_V3.")
+
+    def has_attr(self, group: int, attr: int) -> None:
+        """KVM_HAS_DEVICE_ATTR on the vCPU fd."""
+        self._attr(KVM_HAS_DEVICE_ATTR, group, attr, None)
+
+    def get_attr(self, group: int, attr: int, addr: Any) -> None:
+        """KVM_GET_DEVICE_ATTR on the vCPU fd into ``addr``."""
+        self._attr(KVM_GET_DEVICE_ATTR, group, attr, addr)
+
+    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
+        """KVM_SET_DEVICE_ATTR on the vCPU fd from ``addr``."""
+        self._attr(KVM_SET_DEVICE_ATTR, group, attr, addr)
+
+    # --- needs guest code ---
+
+    def run(self) -> NoReturn:
+        _missing("KVM_RUN (Vcpu.run())", _NEEDS_GUEST)
+
+    def timer_line(self, name: str, level: bool) -> NoReturn:
+        _missing("Vcpu.timer_line()", "the arch timer lines are driven by the guest "
+                 "programming its timers, which " + _NEEDS_GUEST)
+
+    def pmu_line(self, level: bool) -> NoReturn:
+        _missing("Vcpu.pmu_line()", "the PMU overflow line is driven by guest counters, "
+                 "which " + _NEEDS_GUEST)
+
+    # --- kernel internals ---
+
+    def pending_ppis(self) -> NoReturn:
+        _missing("Vcpu.pending_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
+                 + _KERNEL_STATE)
+
+    def active_ppis(self) -> NoReturn:
+        _missing("Vcpu.active_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
+                 + _KERNEL_STATE)
+
+    def enabled_ppis(self) -> NoReturn:
+        _missing("Vcpu.enabled_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
+                 + _KERNEL_STATE)
+
+    def has_pending_irq(self) -> NoReturn:
+        _missing("Vcpu.has_pending_irq()", "kvm_vgic_vcpu_pending_irq() on the saved VGIC "
+                 "state " + _KERNEL_STATE)
+
+    def cpu_lines(self) -> NoReturn:
+        _missing("Vcpu.cpu_lines()", "the IRQ/FIQ lines KVM_ARM_IRQ_TYPE_CPU drives "
+                 "(vcpu->arch.irq_lines) " + _KERNEL_STATE)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return f"<gic5.kvmdev.KvmVcpu id={self._vcpu_id} index={self._index} {state}>"
