@@ -9,6 +9,9 @@
 #   masked by the exposed set; untrapped ones go to the "hardware", which only holds the PPIs
 #   the host implements.
 
+"""CpuIf: the guest's GICv5 CPU interface while its vCPU is inside run().
+"""
+
 from libc.stdint cimport uint32_t, uint64_t
 cimport cython
 
@@ -66,6 +69,7 @@ cdef class CpuIf:
 
     @property
     def vcpu_index(self):
+        """KVM's index (creation order) of the vCPU whose guest this is."""
         return self.index
 
     cdef vcpu_t* enter(self) except NULL:

@@ -6,6 +6,11 @@
 # - UndefinedInstruction is what a guest instruction raises when the VM has no GICv5 device
 #   (the guest would take an UNDEF exception).
 
+"""The core's errors: check(rc), the only place a core -errno becomes OSError (the
+subclass chosen by errno, as fcntl.ioctl does), and UndefinedInstruction, what a guest GICv5
+instruction raises on a VM without the device.
+"""
+
 import os
 
 

@@ -5,6 +5,13 @@
 #   5.1, 7.1, 7.6); everything else reads the profile_t switches.
 # - PROFILES lists the names in series order; "final" is the default everywhere.
 
+"""The vgic-v5 revisions as data: PROFILES (series order), PROFILE_DATA (the switch values;
+profile.pxd documents each switch) and profile_switches(name) (a copy).
+
+>>> profile_switches("final")["nr_ppis"], profile_switches("v3")["nr_ppis"]
+(64, 128)
+"""
+
 PROFILES = ("v2", "v3", "final")
 
 PROFILE_DATA = {

@@ -25,6 +25,10 @@
 #           level_violations = level PPIs acknowledged while their line was low
 #   final must show lost = redelivered = model_mismatch = level_violations = level_stuck = 0.
 
+"""The closed-loop storm engine (storm_run, PATTERNS), the speed-of-light baseline
+bare_inject_loop and the compiled-call floor CallFloor; see docs/storm.md.
+"""
+
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset

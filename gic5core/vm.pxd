@@ -9,6 +9,6 @@ from gic5core.state cimport vm_t, vcpu_t
 
 cdef class VmCore:
     cdef vm_t vm                 # the whole VM: profile, masks, flags, vCPU table
-    cdef readonly str profile    # the profile's name, for repr and the front end
+    cdef str _profile            # the profile's name (the `profile` property)
     cdef vcpu_t* vcpu_at(self, int index) except NULL
     cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1) except -1

@@ -12,8 +12,8 @@ from typing_extensions import Self, disjoint_base
 def as_u32_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.uint32]:
     """A C-contiguous uint32 copy/view of a 1-D integer array or sequence (ValueError/TypeError)."""
 
-def vcpu_state_size() -> int:
-    """Bytes of C state per vCPU (the allocation made by create_vcpu)."""
+def vcpu_state_size(profile: str = "final") -> int:
+    """Bytes of C state create_vcpu allocates per vCPU on ``profile`` (sized by its PPI count)."""
 
 # A cdef class with C fields: it cannot share a layout with another base (PEP 800).
 @disjoint_base

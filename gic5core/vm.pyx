@@ -20,6 +20,10 @@
 #   sequences that span several core calls (create, INIT, attributes, first run).
 # - Different VMs share nothing: threads working on different VMs never contend.
 
+"""VmCore: one VM's KVM-side state and its ioctl-shaped operations (gic5.Vm subclasses it);
+vcpu_state_size(profile) and as_u32_array(values, name).
+"""
+
 from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
@@ -145,7 +149,7 @@ cdef class VmCore:
                         uint64_t impl1) except -1:
         cdef int i
         profile_load(profile, &self.vm.prof)
-        self.profile = profile
+        self._profile = profile
         self.vm.nr_ppis = self.vm.prof.nr_ppis
         self.vm.impl = bitmap_and(mask_make(impl0, impl1), bitmap_fill(self.vm.nr_ppis))
         self.vm.edge_cfg = bit_mask(SW_PPI)
@@ -178,34 +182,45 @@ cdef class VmCore:
         return self
 
     def __repr__(self):
-        return (f"<VmCore profile={self.profile} vcpus={self.vm.nr_vcpus} "
+        return (f"<VmCore profile={self._profile} vcpus={self.vm.nr_vcpus} "
                 f"device={bool(self.vm.has_device)} initialised={bool(self.vm.initialised)} "
                 f"dead={bool(self.vm.dead)}>")
 
     # --- properties the front end reads ----------------------------------------------------
 
     @property
+    def profile(self):
+        """The revision modelled: "v2", "v3" or "final"."""
+        return self._profile
+
+    @property
     def nr_ppis(self):
+        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 64 on final, 128 on v2 and v3."""
         return self.vm.nr_ppis
 
     @property
     def nr_vcpus(self):
+        """The number of vCPUs created so far."""
         return self.vm.nr_vcpus
 
     @property
     def has_device(self):
+        """A V5 VGIC exists (irqchip_in_kernel)."""
         return bool(self.vm.has_device)
 
     @property
     def initialised(self):
+        """KVM_DEV_ARM_VGIC_CTRL_INIT succeeded (vgic_initialized)."""
         return bool(self.vm.initialised)
 
     @property
     def dead(self):
+        """A first run failed to map resources: every VM, device and vCPU call answers EIO."""
         return bool(self.vm.dead)
 
     @property
     def impl_ppis(self):
+        """The host's implemented PPIs cut to nr_ppis, as (word0, word1)."""
         return words(self.vm.impl)
 
     def _alive(self):

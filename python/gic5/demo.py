@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
 import gic5
 from gic5 import uapi
@@ -17,8 +18,12 @@ def _hexw(words: tuple[int, int]) -> str:
     return f"{{{words[0]:#x}, {words[1]:#x}}}"
 
 
-def tour(profile: str, out=sys.stdout) -> None:
-    p = lambda *a: print(*a, file=out)  # noqa: E731
+def tour(profile: str, out: TextIO = sys.stdout) -> None:
+    """Print the tour on profile ``profile`` (one of gic5.PROFILES) to ``out``."""
+
+    def p(*a: object) -> None:
+        print(*a, file=out)
+
     kvm = gic5.Kvm(profile=profile)
     p(f"profile {profile}: host implements PPIs {_hexw(kvm.host.impl_ppis)}")
     vm = kvm.create_vm()
@@ -26,6 +31,7 @@ def tour(profile: str, out=sys.stdout) -> None:
     p("KVM_CREATE_DEVICE(TEST):", vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5,
                                                    uapi.KVM_CREATE_DEVICE_TEST))
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    assert dev is not None  # only KVM_CREATE_DEVICE_TEST returns None
     buf = bytearray(16)
     dev.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS, buf)
     p("USERSPACE_PPIS before INIT:", _hexw(vm.userspace_ppis()))
@@ -64,6 +70,7 @@ def tour(profile: str, out=sys.stdout) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The gic5-demo entry point: parse ``argv`` (default sys.argv[1:]), run the tour."""
     ap = argparse.ArgumentParser(prog="gic5-demo", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", choices=gic5.PROFILES, default="final")
     args = ap.parse_args(argv)

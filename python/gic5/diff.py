@@ -166,8 +166,8 @@ def _fmt_irq_word(word: Any) -> str:
     return f"{_IRQ_TYPES[kind]} {num} on vcpu {vcpu}"
 
 
-def _fmt_attr_call(kind: str, name: str, args: tuple, kwargs: dict) -> list[str]:
-    args = list(args)
+def _fmt_attr_call(kind: str, name: str, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> list[str]:
     group = args[0] if args else kwargs.pop("group", None)
     attr = args[1] if len(args) > 1 else kwargs.pop("attr", None)
     has_addr = len(args) > 2 or "addr" in kwargs
@@ -193,7 +193,8 @@ def _fmt_attr_call(kind: str, name: str, args: tuple, kwargs: dict) -> list[str]
     return out
 
 
-def format_call(label: str, kind: str, name: str, args: tuple, kwargs: dict) -> str:
+def format_call(label: str, kind: str, name: str, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> str:
     """``label.name(args)`` with kernel names for attribute groups, irq words and device types."""
     if name in ("get_attr", "set_attr", "has_attr") and kind in ("dev", "vcpu"):
         parts = _fmt_attr_call(kind, name, args, dict(kwargs))
@@ -300,7 +301,7 @@ class Recorder:
     # Handles that calls return get labels from the call that made them, so the labels do not
     # depend on the backend's class names and match across columns.
     # ``ret`` None means the create_* call failed: the stand-in answers EBADF (see _Unopened).
-    def _child(self, parent: _Proxy | _Unopened, name: str, args: tuple,
+    def _child(self, parent: _Proxy | _Unopened, name: str, args: tuple[Any, ...],
                ret: Any) -> _Proxy | _Unopened:
         if ret is not None and id(ret) in self._handles:
             return self._handles[id(ret)]
@@ -323,8 +324,8 @@ class Recorder:
         self.record(call, -errno.ENOSYS, f"{type(exc).__name__}: {exc}")
         raise ScenarioStopped(f"{call}: the {self.backend} backend cannot do this: {exc}")
 
-    def _call(self, proxy: _Proxy, name: str, method: Callable[..., Any], args: tuple,
-              kwargs: dict) -> Any:
+    def _call(self, proxy: _Proxy, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
         call = format_call(proxy._label, proxy._kind, name, args, kwargs)
         raw_args = tuple(_unwrap(a) for a in args)
         raw_kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
@@ -362,7 +363,8 @@ class Recorder:
         self.record(call, 0, None)
         return self._child(proxy, name, args, ret)
 
-    def _run(self, proxy: _Proxy | _Unopened, args: tuple, kwargs: dict) -> _RunBlock:
+    def _run(self, proxy: _Proxy | _Unopened, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> _RunBlock:
         return _RunBlock(self, proxy, args, kwargs)
 
 
@@ -477,8 +479,8 @@ class _RunBlock:
 
     __slots__ = ("_rec", "_vcpu", "_args", "_kwargs", "_cm")
 
-    def __init__(self, rec: Recorder, vcpu: _Proxy | _Unopened, args: tuple,
-                 kwargs: dict) -> None:
+    def __init__(self, rec: Recorder, vcpu: _Proxy | _Unopened, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
         self._rec, self._vcpu, self._args, self._kwargs = rec, vcpu, args, kwargs
         self._cm: Any = None
 
@@ -551,7 +553,7 @@ def _get_userspace_ppis(dev: Any) -> None:
     dev.get_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS, bytearray(16))
 
 
-def _vm_with_device(kvm: Any, nr_vcpus: int = 1, init: bool = True) -> tuple[Any, list, Any]:
+def _vm_with_device(kvm: Any, nr_vcpus: int = 1, init: bool = True) -> tuple[Any, list[Any], Any]:
     vm = kvm.create_vm()
     vcpus = [vm.create_vcpu(i) for i in range(nr_vcpus)]
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
@@ -810,7 +812,7 @@ def run_scenario(scenario: Scenario, kvm: Any, backend: str = "model") -> list[d
 def _open_kvm_backend() -> Any:
     """gic5.Kvm(backend="kvm"); DiffError saying why when it cannot be opened."""
     try:
-        return Kvm(backend="kvm")  # type: ignore[call-arg]
+        return Kvm(backend="kvm")
     except TypeError as exc:
         raise DiffError("--against kvm: this gic5 has no real-KVM backend "
                         f"(gic5.Kvm(backend='kvm') raised TypeError: {exc})") from exc
@@ -824,7 +826,7 @@ def run_all(scenarios: Sequence[Scenario], profiles: Sequence[str],
     """The JSON document: every scenario under every profile (and the kvm column if given)."""
     doc: dict[str, Any] = {"profiles": list(profiles), "scenarios": {}}
     for sc in scenarios:
-        columns: dict[str, list] = {}
+        columns: dict[str, list[Any]] = {}
         for profile in profiles:
             columns[profile] = _run_guarded(sc, Kvm(host=sc.host, profile=profile), "model",
                                             profile)
@@ -914,7 +916,8 @@ def render_text(doc: dict[str, Any], scenarios: Sequence[Scenario], out: Any) ->
             calls = {c["call"] for c in cell.values() if c is not None}
             same_call = len(calls) == 1
             shown = [_fmt_step(cell[c]) if same_call or cell[c] is None
-                     else f"{cell[c]['call']}: {_fmt_step(cell[c])}" for c in names]
+                     else f"{cell[c]['call']}: {_fmt_step(cell[c])}"  # type: ignore[index]
+                     for c in names]
             mark = ""
             if _differs([cell[p] for p in profiles]):
                 mark += "*"

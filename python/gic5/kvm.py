@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import threading
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, overload
 
 from gic5core import CpuIf, VmCore, check
 from gic5core import PROFILES as _CORE_PROFILES
@@ -90,10 +90,12 @@ class Host:
 
     @property
     def pmu(self) -> bool:
+        """The host has PMUv3 (vCPUs may ask for ``pmu=True``)."""
         return self._pmu
 
     @property
     def impl_ppis(self) -> tuple[int, int]:
+        """The implemented-PPI mask as (word0, word1), before a 64-PPI profile cuts word 1."""
         return self._impl
 
     def __repr__(self) -> str:
@@ -146,10 +148,12 @@ class Kvm:
 
     @property
     def backend(self) -> str:
+        """"model" (the simulated GICv5 host) or "kvm" (the real /dev/kvm)."""
         return self._backend
 
     @property
     def host(self) -> Host:
+        """The simulated Host (NotImplementedError with backend="kvm")."""
         if self._host is None:
             raise NotImplementedError("Kvm.host: backend='kvm' has no gic5.Host; the real "
                                       "host's capabilities are the kernel's")
@@ -205,6 +209,7 @@ class Vm(VmCore):
 
     @property
     def kvm(self) -> Kvm:
+        """The Kvm that created this VM."""
         return self._kvm
 
     @property
@@ -214,6 +219,7 @@ class Vm(VmCore):
 
     @property
     def device(self) -> Device | None:
+        """The V5 VGIC device, or None before KVM_CREATE_DEVICE."""
         return self._device
 
     def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> Vcpu:
@@ -229,6 +235,13 @@ class Vm(VmCore):
             vcpu = Vcpu(self, index, vcpu_id, el2, pmu)
             self._vcpus.append(vcpu)
         return vcpu
+
+    # Typing: without flags the answer is always a Device (or an OSError); only a call that
+    # passes flags can be the KVM_CREATE_DEVICE_TEST probe that returns None.
+    @overload
+    def create_device(self, type: int) -> Device: ...  # noqa: A002 (uapi name)
+    @overload
+    def create_device(self, type: int, flags: int) -> Device | None: ...  # noqa: A002
 
     def create_device(self, type: int, flags: int = 0) -> Device | None:  # noqa: A002 (uapi name)
         """KVM_CREATE_DEVICE: the Device, or None with KVM_CREATE_DEVICE_TEST."""
@@ -287,6 +300,7 @@ class Device:
 
     @property
     def vm(self) -> Vm:
+        """The VM this device belongs to."""
         return self._vm
 
     def _lookup(self, group: Any, attr: Any, addr: Any) -> tuple[_DeviceAttr | None, UserPtr]:
@@ -377,11 +391,32 @@ class Vcpu:
         self._el2 = el2
         self._pmu = pmu
 
-    vm = property(lambda self: self._vm, doc="The VM this vCPU belongs to.")
-    index = property(lambda self: self._index, doc="KVM's vCPU index: creation order.")
-    vcpu_id = property(lambda self: self._vcpu_id, doc="The id given to KVM_CREATE_VCPU.")
-    el2 = property(lambda self: self._el2, doc="Created with the EL2 (nested virt) feature.")
-    pmu = property(lambda self: self._pmu, doc="Created with the PMUv3 feature.")
+    # Typed properties (not property(lambda ...)): mypy cannot infer a lambda property's type,
+    # which made vcpu.vm, vcpu.pmu etc. Any for users and broke `mypy --strict` on this file.
+    @property
+    def vm(self) -> Vm:
+        """The VM this vCPU belongs to."""
+        return self._vm
+
+    @property
+    def index(self) -> int:
+        """KVM's vCPU index: creation order."""
+        return self._index
+
+    @property
+    def vcpu_id(self) -> int:
+        """The id given to KVM_CREATE_VCPU."""
+        return self._vcpu_id
+
+    @property
+    def el2(self) -> bool:
+        """Created with the EL2 (nested virt) feature."""
+        return self._el2
+
+    @property
+    def pmu(self) -> bool:
+        """Created with the PMUv3 feature."""
+        return self._pmu
 
     # --- attributes ---
 

@@ -491,7 +491,7 @@ class KvmVm(_Fd):
             try:
                 fcntl.ioctl(fd, KVM_IRQ_LINE, pack(irq, level))
             except OSError as exc:
-                out[i] = -exc.errno
+                out[i] = -(exc.errno if exc.errno is not None else errno.EIO)
         return out
 
     def userspace_ppis(self) -> tuple[int, int]:

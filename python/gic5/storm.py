@@ -34,7 +34,8 @@ from gic5core import PATTERNS, storm_run, vcpu_state_size
 from . import uapi
 from .kvm import PROFILES, Kvm, Vm
 
-__all__ = ["StormConfig", "StormAccountingError", "build_vms", "run_storm", "main"]
+__all__ = ["StormConfig", "StormAccountingError", "build_vms", "run_storm", "summarize",
+           "to_benchmark_json", "format_report", "plot_main", "main"]
 
 BATCH_EVENTS = 1 << 22         # events per storm_run call: the progress granularity
 PROGRESS_AFTER_S = 2.0
@@ -51,6 +52,19 @@ class StormAccountingError(RuntimeError):
 
 @dataclass
 class StormConfig:
+    """One storm's parameters, with the gic5-storm defaults (a run of a few seconds).
+
+    ``vms`` x ``vcpus`` vCPUs (vcpus <= 512 per VM), ``injections`` events per round split
+    over ``threads``, target ``pattern`` (a key of gic5core.PATTERNS), ``repeat`` rounds,
+    ``pmu`` vCPUs with the PMU (PPI 23 joins the level lines), the target vCPU's guest run
+    after every ``service_every`` injections.
+
+    >>> StormConfig(vcpus=600).validate()
+    Traceback (most recent call last):
+    ...
+    ValueError: vcpus must be at most 512 per VM
+    """
+
     vms: int = 4
     vcpus: int = 64
     injections: int = 4_000_000
@@ -63,6 +77,7 @@ class StormConfig:
     service_every: int = 4
 
     def validate(self) -> None:
+        """Raise ValueError for a parameter out of range (nothing else is checked later)."""
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {sorted(PATTERNS)}")
         if self.profile not in PROFILES:
@@ -85,6 +100,7 @@ def build_vms(cfg: StormConfig) -> list[Vm]:
         vm = kvm.create_vm()
         vcpus = [vm.create_vcpu(i, pmu=cfg.pmu) for i in range(cfg.vcpus)]
         dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+        assert dev is not None  # only KVM_CREATE_DEVICE_TEST returns None
         dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
         for vcpu in vcpus:
             if cfg.pmu:
@@ -183,6 +199,9 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """Reduce ``run_storm``'s result to the reported numbers: min/median/max round seconds,
+    injections and deliveries per second and ns per injection (at the median round), and the
+    first round's counters and accounting problems."""
     cfg: StormConfig = result["config"]
     secs = [r["seconds"] for r in result["rounds"]]
     c = result["rounds"][0]["counters"]
@@ -220,7 +239,6 @@ def _machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    import Cython  # noqa: F401  (only its version; present wherever gic5 was built)
     return {"node": platform.node(), "machine": platform.machine(), "system": platform.system(),
             "release": platform.release(), "python_version": platform.python_version(),
             "python_implementation": platform.python_implementation(), "cpu": cpu,
@@ -261,6 +279,7 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
 
 
 def format_report(cfg: StormConfig, s: dict[str, Any]) -> str:
+    """The table gic5-storm prints for one configuration and its ``summarize`` result."""
     c = s["counters"]
     rows = [
         ("profile / pattern", f"{cfg.profile} / {cfg.pattern}"),
@@ -310,6 +329,8 @@ def _storm_parser() -> argparse.ArgumentParser:
 
 
 def plot_main(argv: list[str]) -> int:
+    """``gic5-storm plot RESULT.json... -o storm.png``: injections/s against vCPUs, one line
+    per profile/pattern/threads; exit status 2 without matplotlib, 1 with nothing to plot."""
     ap = argparse.ArgumentParser(prog="gic5-storm plot",
                                  description="Plot throughput from gic5-storm / pytest-benchmark JSON.")
     ap.add_argument("result", nargs="+", help="JSON files written by gic5-storm --json")
@@ -341,6 +362,7 @@ def plot_main(argv: list[str]) -> int:
         pts.sort()
         ax.plot([x for x, _ in pts], [y / 1e6 for _, y in pts], marker="o", label=key)
     ax.set_xscale("log", base=2)
+    ax.set_ylim(bottom=0)  # a zero baseline: differences are not exaggerated
     ax.set_xlabel("vCPUs in the storm (VMs x vCPUs)")
     ax.set_ylabel("injections / s (millions)")
     ax.set_title("gic5 closed-loop storm throughput")
@@ -353,6 +375,9 @@ def plot_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The gic5-storm entry point (``argv`` defaults to sys.argv[1:]). Returns the exit status:
+    0, or 1 when the final profile breaks an accounting identity; a usage error exits with 2
+    (argparse's SystemExit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plot"]:
         return plot_main(argv[1:])
