@@ -80,6 +80,10 @@ cdef class CpuIf:
             raise UndefinedInstruction(
                 "no GICv5 CPU interface: the VM has no KVM_DEV_TYPE_ARM_VGIC_V5 device")
         gic5_lock(&self.core.vm.lock)
+        if not self.core.vm.vcpus[self.index].loaded:
+            # A CpuIf made by hand, not by run(): there is no loaded image to act on.
+            gic5_unlock(&self.core.vm.lock)
+            raise RuntimeError("the guest is not running: use the CpuIf that run() yields")
         return self.core.vm.vcpus[self.index]
 
     cdef inline void leave(self) noexcept:

@@ -295,3 +295,17 @@ def test_q5_unexposed_timer_is_never_delivered(make_vm, guest_ready):
         s.vcpus[0].timer_line("vtimer", 1)
         assert cpu.wfi() is False
         assert cpu.cdia() is None
+
+
+def test_a_cpuif_made_by_hand_is_not_a_running_guest():
+    # Only run() loads the register image; a CpuIf built directly must not act on it.
+    vm = gic5.Kvm().create_vm()
+    vm.create_vcpu(0)
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    cpu = gic5.CpuIf(vm, 0)
+    with pytest.raises(RuntimeError):
+        cpu.write_ppi_enabler(0, 1 << 3)
+    assert vm.vcpus[0].enabled_ppis() == (0, 0)
+    with pytest.raises(IndexError):
+        gic5.CpuIf(vm, 1)
