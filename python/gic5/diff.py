@@ -278,6 +278,23 @@ class Recorder:
         return proxy
 
     def record(self, call: str, result: int, value: Any = None) -> None:
+        """Append one STEP ``{"call": call, "result": result, "value": ...}`` to ``steps``.
+
+        The recorded calls use this for every call (and ``note`` / ``mask`` for values the
+        scenario computed); a scenario rarely needs it directly. ``value`` is stored through
+        ``to_json_value`` (tuples -> lists, numpy -> Python, bytes -> hex text). ValueError
+        when ``result`` is not 0 or a negative int (a bool is refused too), TypeError when
+        ``value`` cannot be made JSON-shaped; either way nothing is appended.
+
+        >>> rec = Recorder()
+        >>> rec.record("vm.userspace_ppis()", 0, (0x8, 0))
+        >>> rec.steps
+        [{'call': 'vm.userspace_ppis()', 'result': 0, 'value': [8, 0]}]
+        >>> rec.record("vm.userspace_ppis()", 22)
+        Traceback (most recent call last):
+            ...
+        ValueError: a step's result is 0 or -errno, not 22
+        """
         if isinstance(result, bool) or not isinstance(result, int) or result > 0:
             raise ValueError(f"a step's result is 0 or -errno, not {result!r}")
         self.steps.append({"call": call, "result": result, "value": to_json_value(value)})

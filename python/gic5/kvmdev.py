@@ -15,8 +15,9 @@ Rules this module keeps:
   struct sizes come from the ctypes layouts below; tests check both against the known values.
 - Kernel failures are the OSError that ``fcntl.ioctl`` raises, with the kernel's errno, never
   re-wrapped (a failed mmap/mprotect of the bounce window below, the only other system call,
-  goes through gic5core.check like every model error). Python misuse is refused before any ioctl with the model's own checks
-  (TypeError / ValueError / OverflowError), so both backends refuse the same arguments.
+  goes through gic5core.check like every model error). Python misuse is refused before any
+  ioctl with the model's own checks (TypeError / ValueError / OverflowError), so both backends
+  refuse the same arguments.
 - ``addr`` (struct kvm_device_attr.addr) follows the model's rules: None or 0 is NULL (the
   kernel sees 0 and faults), any other int is a TypeError, a buffer must be C-contiguous. A
   buffer is never handed to the kernel by its own address: the kernel does not know its length
@@ -91,6 +92,15 @@ def IOC(dir: int, type: int, nr: int, size: int) -> int:  # noqa: A002 (the kern
 
 
 def IO(type: int, nr: int) -> int:  # noqa: A002
+    """``_IO(type, nr)``: an ioctl number with no argument struct (dir NONE, size 0).
+
+    ValueError when ``type`` or ``nr`` does not fit its 8-bit field (see ``IOC``). KVM_RUN,
+    KVM_CREATE_VM and KVM_CREATE_VCPU are such numbers: their argument, if any, is passed by
+    value in the ioctl's third argument.
+
+    >>> hex(IO(KVMIO, 0x80))  # KVM_RUN
+    '0xae80'
+    """
     return IOC(IOC_NONE, type, nr, 0)
 
 
@@ -105,6 +115,15 @@ def IOW(type: int, nr: int, ctype: Any) -> int:  # noqa: A002
 
 
 def IOWR(type: int, nr: int, ctype: Any) -> int:  # noqa: A002
+    """``_IOWR``: the kernel reads a ``ctype`` and writes (part of) it back (dir READ|WRITE).
+
+    The size field is ``ctypes.sizeof(ctype)``; ValueError when a field does not fit (see
+    ``IOC``). KVM_CREATE_DEVICE is one: the kernel reads struct kvm_create_device (12 bytes)
+    and writes the new device's fd into its ``fd`` member.
+
+    >>> hex(IOWR(KVMIO, 0xE0, kvm_create_device))  # KVM_CREATE_DEVICE
+    '0xc00caee0'
+    """
     return IOC(IOC_READ | IOC_WRITE, type, nr, ctypes.sizeof(ctype))
 
 
@@ -368,6 +387,11 @@ class KvmVm(_Fd):
 
     @property
     def kvm(self) -> Any:
+        """The ``gic5.Kvm`` (backend "kvm") whose ``create_vm()`` made this VM.
+
+        Kept so the VM answers ``vm.kvm`` as the model's Vm does; the /dev/kvm fd itself is
+        the KvmSystem's, which closes this VM when it is closed.
+        """
         return self._kvm
 
     @property
@@ -382,6 +406,13 @@ class KvmVm(_Fd):
 
     @property
     def has_device(self) -> bool:
+        """True once a KVM_DEV_TYPE_ARM_VGIC_V5 device was created through this object.
+
+        What the model reports as irqchip_in_kernel(), seen from userspace: the kernel has no
+        ioctl that answers it, so this is what this process did (a KVM_CREATE_DEVICE_TEST
+        probe creates nothing and does not count). It stays True after the device's fd is
+        closed, as the kernel keeps the VGIC until the VM goes.
+        """
         return self._device is not None
 
     @property
@@ -392,6 +423,12 @@ class KvmVm(_Fd):
 
     @property
     def nr_vcpus(self) -> int:
+        """How many vCPUs were created *and initialised* through this object (``len(vcpus)``).
+
+        Not kvm->created_vcpus: a vCPU whose KVM_ARM_VCPU_INIT failed stays in the kernel
+        (and its id answers EEXIST) but is not counted here; ``KvmVcpu.index`` does count it
+        (see ``create_vcpu``). The model refuses before creating, so there the two agree.
+        """
         return len(self._vcpus)
 
     @property
@@ -403,23 +440,51 @@ class KvmVm(_Fd):
 
     @property
     def core(self) -> NoReturn:
+        """Model only: always raises NotImplementedError.
+
+        The model's ``Vm.core`` is its compiled VmCore, which storms drive directly; a real VM
+        has no such object. ``irq_line`` and ``irq_line_batch`` work here.
+        """
         _missing("Vm.core", "there is no compiled model core behind a real VM (irq_line and "
                  "irq_line_batch work; storms drive the model)")
 
     @property
     def dead(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        kvm->vm_dead (set when a first KVM_RUN fails in kvm_vgic_map_resources(), for V5
+        because the VGIC was not initialised) has no uapi getter; it shows only as EIO from
+        every later VM, device and vCPU ioctl.
+        """
         _missing("Vm.dead", "kvm->vm_dead " + _KERNEL_STATE + " (a dead VM answers EIO to "
                  "every ioctl)")
 
     @property
     def nr_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        VGIC_V5_NR_PRIVATE_IRQS (64 on the final code, 128 before) is a compile-time constant
+        of the running kernel that no GICv5 uapi reports.
+        """
         _missing("Vm.nr_ppis", "the VGIC's private IRQ count " + _KERNEL_STATE)
 
     @property
     def impl_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        The host's implemented-PPI mask (vgic_v5_ppi_caps.impl_ppi_mask, in
+        kvm_vgic_global_state on the final code) is never copied out; only its effect shows,
+        e.g. in KVM_DEV_ARM_VGIC_USERSPACE_PPIS (``userspace_ppis()``).
+        """
         _missing("Vm.impl_ppis", "the host's implemented-PPI mask " + _KERNEL_STATE)
 
     def exposed_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        The exposed set (vgic_ppi_mask in struct vgic_v5_vm, per vCPU on v2; computed by
+        vgic_v5_finalize_ppi_state() at the first KVM_RUN and programmed into the ICH_PPI_*
+        registers at EL2) has no uapi getter.
+        """
         _missing("Vm.exposed_ppis()", "the exposed PPI set (ICH_PPI_* state at EL2) "
                  + _KERNEL_STATE)
 
@@ -544,6 +609,7 @@ class KvmDevice(_Fd):
 
     @property
     def vm(self) -> KvmVm:
+        """The KvmVm whose KVM_CREATE_DEVICE made this device (its close() closes this too)."""
         return self._vm
 
     def has_attr(self, group: int, attr: int) -> None:
@@ -602,35 +668,78 @@ class KvmVcpu(_Fd):
     # --- needs guest code ---
 
     def run(self) -> NoReturn:
+        """KVM_RUN: not available, always raises NotImplementedError.
+
+        Running the vCPU needs guest code: memory slots, an entry point and the mmap of its
+        struct kvm_run, none of which this backend sets up. The model's ``Vcpu.run()`` (a
+        context manager yielding the guest's CpuIf) has no counterpart here.
+        """
         _missing("KVM_RUN (Vcpu.run())", _NEEDS_GUEST)
 
     def timer_line(self, name: str, level: bool) -> NoReturn:
+        """Not available: always raises NotImplementedError (arguments are not checked).
+
+        The arch timer's output lines (CNTV, PPI 27; CNTP, PPI 30) are raised by the kernel
+        when a running guest's timer fires, which needs guest code. Userspace cannot drive
+        them through KVM_IRQ_LINE either (EINVAL from v3 on; v2 ignores a line of a PPI the
+        kernel owns).
+        """
         _missing("Vcpu.timer_line()", "the arch timer lines are driven by the guest "
                  "programming its timers, which " + _NEEDS_GUEST)
 
     def pmu_line(self, level: bool) -> NoReturn:
+        """Not available: always raises NotImplementedError (``level`` is not checked).
+
+        The PMU overflow line (GICV5_ARCH_PPI_PMUIRQ, PPI 23) is raised by the kernel's PMU
+        emulation when a running guest's counters overflow, which needs guest code.
+        """
         _missing("Vcpu.pmu_line()", "the PMU overflow line is driven by guest counters, "
                  "which " + _NEEDS_GUEST)
 
     # --- kernel internals ---
 
     def pending_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        KVM's pending view (pending_latch, or line_level for a level PPI, in each struct
+        vgic_irq of the vCPU) has no uapi getter.
+        """
         _missing("Vcpu.pending_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
                  + _KERNEL_STATE)
 
     def active_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        The ``active`` flag of each of the vCPU's struct vgic_irq (folded back from the
+        hardware at each exit) has no uapi getter.
+        """
         _missing("Vcpu.active_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
                  + _KERNEL_STATE)
 
     def enabled_ppis(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        The guest's enables as KVM holds them (the vCPU's vgic_ppi_enabler bitmap and each
+        struct vgic_irq's ``enabled`` flag) have no uapi getter.
+        """
         _missing("Vcpu.enabled_ppis()", "KVM's per-vCPU PPI state (struct vgic_irq) "
                  + _KERNEL_STATE)
 
     def has_pending_irq(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        kvm_vgic_vcpu_pending_irq() (the WFI wake-up test on the saved VGIC state) is called
+        only inside the kernel; userspace cannot ask it.
+        """
         _missing("Vcpu.has_pending_irq()", "kvm_vgic_vcpu_pending_irq() on the saved VGIC "
                  "state " + _KERNEL_STATE)
 
     def cpu_lines(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        The (IRQ, FIQ) lines that KVM_IRQ_LINE with KVM_ARM_IRQ_TYPE_CPU drives live in
+        vcpu->arch.irq_lines, which no uapi reports (driving them with ``irq_line`` works).
+        """
         _missing("Vcpu.cpu_lines()", "the IRQ/FIQ lines KVM_ARM_IRQ_TYPE_CPU drives "
                  "(vcpu->arch.irq_lines) " + _KERNEL_STATE)
 
