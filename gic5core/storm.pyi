@@ -4,6 +4,7 @@
 # it). storm_run takes a real list (the Cython signature is `list cores`); the TypeVar lets a
 # list[gic5.Vm] through without list invariance getting in the way.
 
+from collections.abc import Sequence
 from typing import TypeVar, final
 
 import numpy as np
@@ -16,7 +17,7 @@ _VmT = TypeVar("_VmT", bound=VmCore)
 PATTERNS: dict[str, int]
 
 def storm_run(
-    cores: list[_VmT],
+    cores: Sequence[_VmT],
     vcpus_per_vm: int,
     injections: int,
     pattern: str = "uniform",

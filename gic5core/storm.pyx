@@ -30,7 +30,7 @@ bare_inject_loop and the compiled-call floor CallFloor; see docs/storm.md.
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, free
+from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
 cimport cython
 import numpy as np
@@ -219,6 +219,25 @@ cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r,
         inject_ppi(vm, v, ppi, True, OWNER_KERNEL)
 
 
+cdef int compare_ptr(const void* a, const void* b) noexcept nogil:
+    cdef size_t x = <size_t>(<vm_t**>a)[0], y = <size_t>(<vm_t**>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef inline void lock_all(vm_t** ordered, int n) noexcept nogil:
+    # Every multi-VM lock is taken in one global order (ascending address), so two storms over
+    # overlapping VM sets can never wait on each other in a cycle.
+    cdef int k
+    for k in range(n):
+        gic5_lock(&ordered[k].lock)
+
+
+cdef inline void unlock_all(vm_t** ordered, int n) noexcept nogil:
+    cdef int k
+    for k in range(n - 1, -1, -1):
+        gic5_unlock(&ordered[k].lock)
+
+
 cdef inline uint64_t reduce_range(uint64_t r, uint64_t n) noexcept nogil:
     # A uniform index in 0..n-1 from the top 32 bits of r, by multiply-shift (no division).
     return ((r >> 32) * n) >> 32
@@ -230,7 +249,8 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
                      counters_t* c) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
     # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
-    # flat vCPU number to its VM and vCPU, so the loop has no division in it.
+    # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
+    # address: the lock order.
     cdef uint64_t total = <uint64_t>nvms * <uint64_t>per_vm
     cdef uint64_t i, start = 0, stop, t = 0, r, burst_left = 0
     cdef int k, acks, until_service = service_every
@@ -245,8 +265,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
         next_switch = ((t + 1) * event_total) // total
     while start < n_events:
         stop = start + STORM_CHUNK if start + STORM_CHUNK < n_events else n_events
-        for k in range(nvms):
-            gic5_lock(&vms[k].lock)
+        lock_all(vms, nvms)
         for i in range(start, stop):
             r = splitmix64(&rng)
             if pattern == PATTERN_UNIFORM:
@@ -267,14 +286,12 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
             if until_service == 0:
                 until_service = service_every
                 service(vm, v, &truth[t], ((r >> 4) & 7) == 0, c)
-        for k in range(nvms):
-            gic5_unlock(&vms[k].lock)
+        unlock_all(vms, nvms)
         start = stop
     if not drain:
         return
     # Drain: run every vCPU until a run acknowledges nothing, then check model against truth.
-    for k in range(nvms):
-        gic5_lock(&vms[k].lock)
+    lock_all(vms, nvms)
     for t in range(total):
         vm = tvm[t]
         v = tv[t]
@@ -287,11 +304,10 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
             truth[t] &= ~(T_EDGE_L | T_EDGE_H)
         if truth[t] & (T_VTIMER | T_PTIMER | T_PMU):
             c.level_stuck += 1      # a line the storm holds high was never acknowledged
-    for k in range(nvms):
-        gic5_unlock(&vms[k].lock)
+    unlock_all(vms, nvms)
 
 
-def storm_run(list cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform",
+def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform",
               uint64_t seed=1, int service_every=4, truth=None, uint64_t event_base=0,
               uint64_t event_total=0, bint drain=True):
     """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
@@ -304,6 +320,9 @@ def storm_run(list cores, int vcpus_per_vm, uint64_t injections, str pattern="un
     ``event_total`` events, and ``drain=True`` only on the last batch. Returns the counters and
     the elapsed nanoseconds of the loop.
     """
+    # A tuple of our own keeps every VM alive while the GIL is released, whatever the caller
+    # does to the sequence it passed (clearing a list must not free a VM mid-storm).
+    cores = tuple(cores)
     cdef int nvms = len(cores), i
     cdef int pat
     cdef VmCore core
@@ -321,6 +340,8 @@ def storm_run(list cores, int vcpus_per_vm, uint64_t injections, str pattern="un
         event_total = event_base + injections
     if event_base + injections > event_total:
         raise ValueError("event_base + injections exceeds event_total")
+    if len({id(obj) for obj in cores}) != nvms:
+        raise ValueError("a VM appears twice in cores (its lock would be taken twice)")
     for obj in cores:
         core = <VmCore?>obj
         if core.vm.nr_vcpus < vcpus_per_vm or not core.vm.initialised or core.vm.dead:
@@ -348,6 +369,7 @@ def storm_run(list cores, int vcpus_per_vm, uint64_t injections, str pattern="un
         for j in range(vcpus_per_vm):
             tvm[i * vcpus_per_vm + j] = &core.vm
             tv[i * vcpus_per_vm + j] = core.vm.vcpus[j]
+    qsort(vms, nvms, sizeof(vm_t*), compare_ptr)
     memset(&c, 0, sizeof(c))
     with nogil:
         t0 = now_ns()
