@@ -9,8 +9,9 @@ Rules this suite keeps:
   loop (speed of light) and the floor of any compiled call (CallFloor.two).
 - Per-call costs are timed as loops of many calls and divided (the fixture's own overhead is
   ~50 ns, more than the call being measured).
-- The targets of the storm issue are computed as ratios at the end of the run
-  (test_targets.py); `--gic5-check-targets` turns a missed target into a failure.
+- The targets of the storm issue are computed as ratios of minimum times at the end of the
+  run and printed in the terminal summary; `--gic5-check-targets` turns a missed target into
+  a failing exit status (machines are noisy 2-core boxes: a default run reports, not gates).
 """
 
 from __future__ import annotations
@@ -41,10 +42,64 @@ def reference():
     return mod
 
 
+_TIMINGS: dict[str, float] = {}
+
+TARGETS = [
+    # (description, numerator, denominator, comparison, bound)
+    ("batch >= 50x a Python loop over irq_line", "batch_python_loop", "batch", ">=", 50.0),
+    ("batch >= 300x the pure-Python reference model", "batch_reference", "batch", ">=", 300.0),
+    ("batch within 1.5x of the bare C loop", "batch", "batch_bare_c", "<=", 1.5),
+    ("per-call irq_line <= 1.5x the compiled-call floor", "percall_irq_line", "percall_floor",
+     "<=", 1.5),
+    ("two storm threads >= 1.6x one", "storm_threads1", "storm_threads2", ">=", 1.6),
+]
+
+
 @pytest.fixture(scope="session")
 def timings():
     """name -> seconds per unit of work (per call / per element), filled by the benchmarks."""
-    return {}
+    return _TIMINGS
+
+
+def target_report():
+    """(lines, missed): each target's measured ratio, from this run's minimum times."""
+    lines, missed = [], []
+    for text, num, den, op, bound in TARGETS:
+        if num not in _TIMINGS or den not in _TIMINGS:
+            continue
+        ratio = _TIMINGS[num] / _TIMINGS[den]
+        ok = ratio >= bound if op == ">=" else ratio <= bound
+        lines.append(f"{text}: {ratio:.2f} {'ok' if ok else 'MISSED'}")
+        if not ok:
+            missed.append(text)
+    per_delivery = _TIMINGS.get("storm_1x64_deliveries")
+    if per_delivery:
+        rate = 1 / per_delivery
+        ok = rate >= 100e6
+        lines.append(f"storm >= 100 M deliveries/s on 64 vCPUs, one thread: {rate / 1e6:.1f} M "
+                     f"{'ok' if ok else 'MISSED'}")
+        if not ok:
+            missed.append("storm deliveries/s")
+    flat = sorted((int(k.split("_")[1]), v) for k, v in _TIMINGS.items()
+                  if k.startswith("flat_"))
+    if flat:
+        lines.append("storm ns per injection by vCPU count: "
+                     + ", ".join(f"{n}: {v * 1e9:.1f}" for n, v in flat))
+    return lines, missed
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines, _ = target_report()
+    if lines:
+        terminalreporter.section("gic5 speed targets (ratios of minimum times in this run)")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _, missed = target_report()
+    if missed and session.config.getoption("--gic5-check-targets") and exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture
