@@ -139,7 +139,8 @@ class _UserPtr:
         try:
             view = memoryview(addr)
         except TypeError:
-            raise TypeError(f"addr must be None, 0 or a buffer, not {type(addr).__name__}") from None
+            kind = type(addr).__name__
+            raise TypeError(f"addr must be None, 0 or a buffer, not {kind}") from None
         if not view.c_contiguous:
             raise TypeError("addr must be a C-contiguous buffer")
         self.mem = view.cast("B") if view.ndim != 1 or view.format != "B" else view
@@ -584,7 +585,11 @@ class RefVcpu:
                 if self.pmu_irq == 0:
                     return -errno.ENXIO
                 return ptr.put(0, self.pmu_irq, 4)
-            return -errno.ENXIO if self.pmu else -errno.ENODEV
+            # semantics.md 7: INIT on a non-PMU vCPU is ENODEV (the rule); any other
+            # attr is ENXIO, as the kernel's getter has no case for it.
+            if attr == PMU_V3_INIT and not self.pmu:
+                return -errno.ENODEV
+            return -errno.ENXIO
         return -errno.ENXIO
 
     def set_attr(self, group, attr, addr=None) -> None:

@@ -305,6 +305,23 @@ def test_create_errors():
     assert errno_of(vm.create_vcpu, 1) == errno.EBUSY
 
 
+def test_irq_line_batch_matches_single_calls():
+    vm, _, _ = inited_vm("final")
+    words = [irq(PPI, 0, 3), irq(PPI, 0, 64), irq(SPI, 0, 1), irq(PPI, 5, 3), irq(3, 0, 0)]
+    assert vm.irq_line_batch(words, [1] * 5) == [
+        0, -errno.EINVAL, -errno.EINVAL, -errno.EINVAL, -errno.EINVAL]
+    assert vm.vcpus[0].pending_ppis() == (0x8, 0)
+
+
+def test_vcpu_limit():
+    # spec 10.11: as many vCPUs as max_vcpus (512) already -> EINVAL, before the id check
+    vm = ref.RefKvm("final").create_vm()
+    for i in range(512):
+        vm.create_vcpu(i)
+    assert errno_of(vm.create_vcpu, 511) == errno.EINVAL  # not EEXIST: the count comes first
+    assert errno_of(vm.create_vcpu, 512) == errno.EINVAL
+
+
 def test_timer_line_is_seen_live_by_the_guest():
     vm, _, (vcpu,) = inited_vm("final")
     with vcpu.run() as cpu:
