@@ -93,17 +93,20 @@ cdef inline int inject_ppi(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
     # (spec 6.2 step 3) can therefore never fail and is not repeated.
     if not vm.initialised:
         return -EBUSY
-    # Owner mismatch: a kernel-owned PPI driven by userspace (or the reverse) is dropped, 0.
-    if test_bit(ppi, &v.owned) != (owner != OWNER_USERSPACE):
-        return 0
     # Branch-free on the level (random in storms and batches): all-ones when asserted.
     cdef uint64_t bit = (<uint64_t>1) << (ppi & 63)
     cdef uint64_t asserted = -(<uint64_t>(level != 0))
     cdef unsigned int word = ppi >> 6
-    if ppi == SW_PPI:  # the only edge-configured PPI (vm.edge_cfg)
-        v.pending_latch.w[word] |= bit & asserted   # one latch: a second edge coalesces
-    else:
-        v.line_level.w[word] = (v.line_level.w[word] & ~bit) | (bit & asserted)
+    if ppi == SW_PPI:
+        # The only edge-configured PPI (vm.edge_cfg), and never owned (state.pxd): the owner
+        # test needs no load: userspace always matches, a kernel caller never does.
+        if owner == OWNER_USERSPACE:
+            v.pending_latch.w[word] |= bit & asserted   # one latch: a second edge coalesces
+        return 0
+    # Owner mismatch: a kernel-owned PPI driven by userspace (or the reverse) is dropped, 0.
+    if test_bit(ppi, &v.owned) != (owner != OWNER_USERSPACE):
+        return 0
+    v.line_level.w[word] = (v.line_level.w[word] & ~bit) | (bit & asserted)
     return 0
 
 
