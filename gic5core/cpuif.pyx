@@ -58,7 +58,7 @@ cdef class CpuIf:
     cdef int index        # vCPU index within the VM
     cdef bint closed      # set when the run() that produced this object ended
 
-    def __cinit__(self, VmCore core, int index):
+    def __cinit__(self, VmCore core not None, int index):
         core.vcpu_at(index)  # IndexError for a bad index
         self.core = core
         self.index = index
@@ -195,8 +195,7 @@ cdef class CpuIf:
 
     def write_cr0(self, enable):
         """write_cr0(enable): ICC_CR0_EL1.EN, the guest's CPU interface enable."""
-        if not isinstance(enable, int):
-            raise TypeError(f"enable must be a bool or int, not {type(enable).__name__}")
+        need_int(enable, "enable")  # a truth value given as a bool or an integer
         cdef bint en = bool(enable)
         cdef vcpu_t* v = self.enter()
         if en:

@@ -41,6 +41,7 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_P
 from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, cpu_cdia, cpu_cddi,
                            cpu_cdeoi, kvm_pending, vcpu_by_id)
 from gic5core.vm cimport VmCore
+from gic5core.args cimport need_int
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -307,9 +308,8 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     unlock_all(vms, nvms)
 
 
-def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform",
-              uint64_t seed=1, int service_every=4, truth=None, uint64_t event_base=0,
-              uint64_t event_total=0, bint drain=True):
+def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
+              service_every=4, truth=None, event_base=0, event_total=0, bint drain=True):
     """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
     truth=None, event_base=0, event_total=0, drain=True) -> dict
 
@@ -320,8 +320,18 @@ def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform
     ``event_total`` events, and ``drain=True`` only on the last batch. Returns the counters and
     the elapsed nanoseconds of the loop.
     """
+    # The integers are taken as objects and checked (Cython would truncate a float).
+    for name, value in (("vcpus_per_vm", vcpus_per_vm), ("injections", injections),
+                        ("seed", seed), ("service_every", service_every),
+                        ("event_base", event_base), ("event_total", event_total)):
+        need_int(value, name)
+    cdef int per_vm = vcpus_per_vm, every = service_every
+    cdef uint64_t n_events = injections, rng_seed = seed
+    cdef uint64_t base = event_base, total_events = event_total
     # A tuple of our own keeps every VM alive while the GIL is released, whatever the caller
     # does to the sequence it passed (clearing a list must not free a VM mid-storm).
+    if isinstance(cores, (str, bytes)):
+        raise TypeError("cores must be a sequence of VMs")
     cores = tuple(cores)
     cdef int nvms = len(cores), i
     cdef int pat
@@ -332,29 +342,31 @@ def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(PATTERNS)}, not {pattern!r}")
     pat = PATTERNS[pattern]
-    if nvms == 0 or vcpus_per_vm <= 0:
+    if nvms == 0 or per_vm <= 0:
         raise ValueError("a storm needs at least one VM with at least one vCPU")
-    if service_every <= 0:
+    if every <= 0:
         raise ValueError("service_every must be positive")
-    if event_total == 0:
-        event_total = event_base + injections
-    if event_base + injections > event_total:
+    if total_events == 0:
+        total_events = base + n_events
+    if base + n_events > total_events:
         raise ValueError("event_base + injections exceeds event_total")
     if len({id(obj) for obj in cores}) != nvms:
         raise ValueError("a VM appears twice in cores (its lock would be taken twice)")
     for obj in cores:
         core = <VmCore?>obj
-        if core.vm.nr_vcpus < vcpus_per_vm or not core.vm.initialised or core.vm.dead:
+        if core.vm.nr_vcpus < per_vm or not core.vm.initialised or core.vm.dead:
             raise ValueError("every VM must be initialised, alive and have vcpus_per_vm vCPUs")
-        for i in range(vcpus_per_vm):
+        for i in range(per_vm):
             if not core.vm.vcpus[i].has_run or core.vm.vcpus[i].running:
                 raise ValueError("every vCPU must have run once and be outside run()")
     if truth is None:
-        truth = np.zeros(<Py_ssize_t>nvms * vcpus_per_vm, dtype=np.uint8)
+        truth = np.zeros(<Py_ssize_t>nvms * per_vm, dtype=np.uint8)
+    if memoryview(truth).readonly:
+        raise ValueError("truth must be a writable buffer of one uint8 per vCPU")
     truth_view = truth
-    if truth_view.shape[0] != <Py_ssize_t>nvms * vcpus_per_vm:
+    if truth_view.shape[0] != <Py_ssize_t>nvms * per_vm:
         raise ValueError("truth must hold one byte per vCPU of the storm")
-    cdef Py_ssize_t total = <Py_ssize_t>nvms * vcpus_per_vm, j
+    cdef Py_ssize_t total = <Py_ssize_t>nvms * per_vm, j
     cdef vm_t** vms = <vm_t**>malloc(nvms * sizeof(vm_t*))
     cdef vm_t** tvm = <vm_t**>malloc(total * sizeof(vm_t*))
     cdef vcpu_t** tv = <vcpu_t**>malloc(total * sizeof(vcpu_t*))
@@ -366,15 +378,15 @@ def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform
     for i in range(nvms):
         core = <VmCore>cores[i]
         vms[i] = &core.vm
-        for j in range(vcpus_per_vm):
-            tvm[i * vcpus_per_vm + j] = &core.vm
-            tv[i * vcpus_per_vm + j] = core.vm.vcpus[j]
+        for j in range(per_vm):
+            tvm[i * per_vm + j] = &core.vm
+            tv[i * per_vm + j] = core.vm.vcpus[j]
     qsort(vms, nvms, sizeof(vm_t*), compare_ptr)
     memset(&c, 0, sizeof(c))
     with nogil:
         t0 = now_ns()
-        storm_loop(vms, nvms, vcpus_per_vm, &truth_view[0], injections, event_base,
-                   event_total, pat, service_every, seed, drain, tvm, tv, &c)
+        storm_loop(vms, nvms, per_vm, &truth_view[0], n_events, base,
+                   total_events, pat, every, rng_seed, drain, tvm, tv, &c)
         t1 = now_ns()
     free(vms)
     free(tvm)
@@ -384,7 +396,7 @@ def storm_run(cores, int vcpus_per_vm, uint64_t injections, str pattern="uniform
     return result
 
 
-def bare_inject_loop(VmCore core, const uint32_t[::1] irqs):
+def bare_inject_loop(VmCore core not None, const uint32_t[::1] irqs not None):
     """bare_inject_loop(core, irqs) -> accepted: the speed-of-light baseline.
 
     Only decode + vCPU lookup + range and mask gate + edge latch, with no errno bookkeeping, no

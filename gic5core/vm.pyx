@@ -30,7 +30,7 @@ from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
 cimport cython
 import numpy as np
 
-from gic5core.errors cimport check
+from gic5core.errors cimport check_rc as check
 from gic5core.args cimport need_int
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
                             set_bit, assign_bit, bitmap_and)
@@ -68,9 +68,10 @@ def as_u32_array(values, str name):
         raise ValueError(f"{name} must be 1-D, not {arr.ndim}-D")
     if arr.size == 0:
         return np.zeros(0, dtype=np.uint32)  # an empty list has no integer dtype to check
-    if arr.dtype.kind == "O":
-        # Python ints too wide for any numpy integer type land here.
-        if all(isinstance(x, int) for x in arr):
+    if arr.dtype.kind in "fO" and not isinstance(values, np.ndarray):
+        # Python ints too wide for int64 make numpy choose float64 or object: judge the
+        # elements themselves, so an out-of-range int is a ValueError, not "not integers".
+        if all(isinstance(x, (int, np.integer)) for x in values):
             raise ValueError(f"{name} has a value outside 0..2**32-1 (a __u32)")
         raise TypeError(f"{name} must hold integers")
     if arr.dtype.kind not in "iub":

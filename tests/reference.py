@@ -19,6 +19,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import sys
 
@@ -95,10 +96,12 @@ def _check(rc: int) -> None:
 
 
 def _int(value, name: str) -> int:
-    # Python misuse: a non-int is a TypeError (bool is an int subclass and passes, as in C).
-    if not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
+    # Python misuse: a non-integer is a TypeError. Integers in Python's own sense pass: int,
+    # bool, numpy integers (anything with __index__), never a float.
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
 
 
 def _uint(value, bits_: int, name: str) -> int:
@@ -219,13 +222,10 @@ class RefVm:
 
     # -- KVM_CREATE_VCPU (sem 3)
     def create_vcpu(self, vcpu_id, *, el2=False, pmu=False) -> "RefVcpu":
-        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
-            raise TypeError("vcpu_id must be an int")  # [library choice: a bool is no id]
+        vcpu_id = _int(vcpu_id, "vcpu_id")  # a bool or numpy integer is an int, as everywhere
         if vcpu_id < 0:
             raise ValueError("vcpu_id must be >= 0")
-        if not isinstance(el2, (bool, int)) or not isinstance(pmu, (bool, int)):
-            raise TypeError("el2 and pmu must be bool")
-        el2, pmu = bool(el2), bool(pmu)
+        el2, pmu = bool(_int(el2, "el2")), bool(_int(pmu, "pmu"))
         if self.dead:
             _check(-errno.EIO)
         if vcpu_id >= MAX_VCPUS:
@@ -830,8 +830,7 @@ class RefCpuIf:
 
     # ICC_CR0_EL1 / ICC_PCR_EL1
     def write_cr0(self, enable) -> None:
-        if not isinstance(enable, int):
-            raise TypeError("enable must be a bool")  # [library choice: no truthiness]
+        _int(enable, "enable")  # a truth value given as a bool or an integer
         v = self._usable()
         v.en = bool(enable)
 

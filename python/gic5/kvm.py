@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import threading
 from typing import Any, Callable, Iterator, NamedTuple, overload
 
@@ -45,19 +46,27 @@ _TIMERS = {"vtimer": 0, "ptimer": 1}
 _NV_TIMERS = ("hvtimer", "hptimer")
 
 
+def _index(value: Any, name: str) -> int:
+    """An integer in Python's own sense (int, bool, numpy integer: anything with __index__;
+    never a float), as every KVM-facing argument of gic5 takes it (the compiled entry points,
+    struct.pack and so fcntl.ioctl agree); TypeError otherwise."""
+    try:
+        return int(operator.index(value))
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
 def _uint(value: Any, bits: int, name: str) -> int:
-    """An int that fits an unsigned C type of ``bits`` bits (OverflowError otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= (1 << bits) - 1:
-        raise OverflowError(f"{name} {value} does not fit in a __u{bits}")
-    return value
+    """An integer that fits an unsigned C type of ``bits`` bits (OverflowError otherwise)."""
+    number = _index(value, name)
+    if not 0 <= number <= (1 << bits) - 1:
+        raise OverflowError(f"{name} {number} does not fit in a __u{bits}")
+    return number
 
 
 def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, int):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return bool(value)
+    """A truth value given as a bool or an integer (TypeError otherwise)."""
+    return bool(_index(value, name))
 
 
 class Host:
@@ -81,9 +90,8 @@ class Host:
             if not isinstance(impl_ppis, (tuple, list)) or len(impl_ppis) != 2:
                 raise TypeError("impl_ppis must be a (word0, word1) pair of ints")
             w0, w1 = impl_ppis
+            w0, w1 = (_index(w, f"impl_ppis word {i}") for i, w in enumerate((w0, w1)))
             for i, w in enumerate((w0, w1)):
-                if isinstance(w, bool) or not isinstance(w, int):
-                    raise TypeError(f"impl_ppis word {i} must be an int, not {type(w).__name__}")
                 if not 0 <= w <= _U64_MAX:
                     raise ValueError(f"impl_ppis word {i} ({w}) is not a 64-bit mask word")
             self._impl = (w0, w1)
@@ -224,8 +232,7 @@ class Vm(VmCore):
 
     def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> Vcpu:
         """KVM_CREATE_VCPU + KVM_ARM_VCPU_INIT with the EL2 (nested) and PMUv3 features."""
-        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
-            raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
+        vcpu_id = _index(vcpu_id, "vcpu_id")
         if vcpu_id < 0:
             raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
         el2 = _flag(el2, "el2")

@@ -499,7 +499,7 @@ class KvmVm(_Fd):
         their VM), so the same id then answers EEXIST. The model checks everything first and
         creates nothing, so this is where the two can differ.
         """
-        if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
+        if not isinstance(vcpu_id, int):
             raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
         if vcpu_id < 0:
             raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
