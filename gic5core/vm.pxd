@@ -5,10 +5,12 @@
 # for the whole of its C work. cpuif.pyx and storm.pyx reach the state through `vm`.
 
 from libc.stdint cimport uint64_t
+from gic5core.mask cimport mask128
 from gic5core.state cimport vm_t, vcpu_t
 
 cdef class VmCore:
     cdef vm_t vm                 # the whole VM: profile, masks, flags, vCPU table
     cdef str _profile            # the profile's name (the `profile` property)
     cdef vcpu_t* vcpu_at(self, int index) except NULL
+    cdef tuple locked_mask(self, const mask128* m)
     cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1) except -1

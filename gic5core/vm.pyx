@@ -557,23 +557,21 @@ cdef class VmCore:
         gic5_unlock(&self.vm.lock)
         return words(m)
 
+    cdef tuple locked_mask(self, const mask128* m):
+        # A consistent two-word snapshot of one of this VM's masks.
+        cdef mask128 copy
+        gic5_lock(&self.vm.lock)
+        copy = m[0]
+        gic5_unlock(&self.vm.lock)
+        return words(copy)
+
     def _active_ppis(self, int index):
         """_active_ppis(index) -> (word0, word1): active as folded at the last exit."""
-        cdef vcpu_t* v = self.vcpu_at(index)
-        cdef mask128 m
-        gic5_lock(&self.vm.lock)
-        m = v.active
-        gic5_unlock(&self.vm.lock)
-        return words(m)
+        return self.locked_mask(&self.vcpu_at(index).active)
 
     def _enabled_ppis(self, int index):
         """_enabled_ppis(index) -> (word0, word1): the guest's enables as KVM holds them."""
-        cdef vcpu_t* v = self.vcpu_at(index)
-        cdef mask128 m
-        gic5_lock(&self.vm.lock)
-        m = v.enabled
-        gic5_unlock(&self.vm.lock)
-        return words(m)
+        return self.locked_mask(&self.vcpu_at(index).enabled)
 
     def _has_pending_irq(self, int index):
         """_has_pending_irq(index) -> bool: the profile's wake-up predicate on saved state."""

@@ -311,6 +311,7 @@ class _Fd:
 
     @property
     def closed(self) -> bool:
+        """True once the fd has been closed (close(), the with block, or garbage collection)."""
         return not self._finalizer.alive
 
     def close(self) -> None:
@@ -336,6 +337,24 @@ class _Fd:
             fcntl.ioctl(fd, request, DEVICE_ATTR.pack(0, group, attr, window.addr))
         finally:
             window.finish()
+
+
+class _AttrFd(_Fd):
+    """An fd that takes device attributes: the V5 device fd and the vCPU fd share these."""
+
+    __slots__ = ()
+
+    def has_attr(self, group: int, attr: int) -> None:
+        """KVM_HAS_DEVICE_ATTR on this fd: None, or the kernel's OSError."""
+        self._attr(KVM_HAS_DEVICE_ATTR, group, attr, None)
+
+    def get_attr(self, group: int, attr: int, addr: Any) -> None:
+        """KVM_GET_DEVICE_ATTR on this fd into the buffer ``addr``."""
+        self._attr(KVM_GET_DEVICE_ATTR, group, attr, addr)
+
+    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
+        """KVM_SET_DEVICE_ATTR on this fd from the buffer ``addr``."""
+        self._attr(KVM_SET_DEVICE_ATTR, group, attr, addr)
 
 
 class KvmSystem(_Fd):
@@ -597,7 +616,7 @@ def _u32_arg(value: Any, name: str) -> int:
     return int(value)
 
 
-class KvmDevice(_Fd):
+class KvmDevice(_AttrFd):
     """A device fd (the V5 VGIC, or any other type the kernel created)."""
 
     __slots__ = ("_vm", "_type")
@@ -612,17 +631,9 @@ class KvmDevice(_Fd):
         """The KvmVm whose KVM_CREATE_DEVICE made this device (its close() closes this too)."""
         return self._vm
 
-    def has_attr(self, group: int, attr: int) -> None:
-        """KVM_HAS_DEVICE_ATTR: None, or the kernel's OSError."""
-        self._attr(KVM_HAS_DEVICE_ATTR, group, attr, None)
-
-    def get_attr(self, group: int, attr: int, addr: Any) -> None:
-        """KVM_GET_DEVICE_ATTR into the buffer ``addr``."""
-        self._attr(KVM_GET_DEVICE_ATTR, group, attr, addr)
-
     def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
-        """KVM_SET_DEVICE_ATTR from the buffer ``addr``."""
-        self._attr(KVM_SET_DEVICE_ATTR, group, attr, addr)
+        """KVM_SET_DEVICE_ATTR from the buffer ``addr`` (and note a successful CTRL_INIT)."""
+        super().set_attr(group, attr, addr)
         if (self._type == uapi.KVM_DEV_TYPE_ARM_VGIC_V5 and group == uapi.KVM_DEV_ARM_VGIC_GRP_CTRL
                 and attr == uapi.KVM_DEV_ARM_VGIC_CTRL_INIT):
             self._vm._initialised = True
@@ -632,7 +643,7 @@ class KvmDevice(_Fd):
         return f"<gic5.kvmdev.KvmDevice type={self._type} {state}>"
 
 
-class KvmVcpu(_Fd):
+class KvmVcpu(_AttrFd):
     """A vCPU fd, behind the model Vcpu's methods. Create it with ``KvmVm.create_vcpu()``."""
 
     __slots__ = ("_vm", "_index", "_vcpu_id", "_el2", "_pmu")
@@ -652,18 +663,6 @@ class KvmVcpu(_Fd):
     vcpu_id = property(lambda self: self._vcpu_id, doc="The id given to KVM_CREATE_VCPU.")
     el2 = property(lambda self: self._el2, doc="Initialised with KVM_ARM_VCPU_HAS_EL2.")
     pmu = property(lambda self: self._pmu, doc="Initialised with KVM_ARM_VCPU_PMU_V3.")
-
-    def has_attr(self, group: int, attr: int) -> None:
-        """KVM_HAS_DEVICE_ATTR on the vCPU fd."""
-        self._attr(KVM_HAS_DEVICE_ATTR, group, attr, None)
-
-    def get_attr(self, group: int, attr: int, addr: Any) -> None:
-        """KVM_GET_DEVICE_ATTR on the vCPU fd into ``addr``."""
-        self._attr(KVM_GET_DEVICE_ATTR, group, attr, addr)
-
-    def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
-        """KVM_SET_DEVICE_ATTR on the vCPU fd from ``addr``."""
-        self._attr(KVM_SET_DEVICE_ATTR, group, attr, addr)
 
     # --- needs guest code ---
 
