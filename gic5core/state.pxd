@@ -44,6 +44,35 @@ cdef enum:  # who injects
     OWNER_USERSPACE = 0     # KVM_IRQ_LINE passes owner = NULL
     OWNER_KERNEL = 1        # the PPI's in-kernel device (timer or PMU) injects with itself
 
+cdef extern from *:
+    """
+    #include <sched.h>
+    /* A ticket spinlock: a waiter takes the next ticket and is served in order, so a thread
+       waiting on a VM whose lock a batch or storm takes chunk by chunk gets it after the
+       current chunk, not after however many chunks the holder manages to re-take first (a
+       test-and-set lock let a per-call reader wait ~200 chunks). Held only for bounded C work
+       (one call, or one chunk), never across anything that needs the GIL, so a thread that
+       holds the GIL and spins cannot deadlock with the holder. sched_yield() keeps a 2-core
+       box from burning a whole quantum when the holder was descheduled. */
+    typedef struct { unsigned next; unsigned serving; } gic5_lock_t;
+    static inline void gic5_lock(gic5_lock_t *l) {
+        unsigned me = __atomic_fetch_add(&l->next, 1u, __ATOMIC_RELAXED);
+        unsigned spins = 0;
+        while (__atomic_load_n(&l->serving, __ATOMIC_ACQUIRE) != me) {
+            if (++spins > 64) { sched_yield(); spins = 0; }
+        }
+    }
+    static inline void gic5_unlock(gic5_lock_t *l) {
+        __atomic_store_n(&l->serving, l->serving + 1u, __ATOMIC_RELEASE);
+    }
+    """
+    ctypedef struct gic5_lock_t:
+        unsigned next       # the next ticket to hand out
+        unsigned serving    # the ticket whose holder may run
+    void gic5_lock(gic5_lock_t* l) noexcept nogil
+    void gic5_unlock(gic5_lock_t* l) noexcept nogil
+
+
 ctypedef struct vcpu_t:
     # --- KVM's per-IRQ shadow (struct vgic_irq fields, one bit per PPI) ---
     mask128 pending_latch    # edge latch (and v2 trapped SPENDR); KVM-pending for edge PPIs
@@ -100,30 +129,9 @@ ctypedef struct vm_t:
     uint8_t timer_ppis_frozen   # KVM_ARCH_FLAG_TIMER_PPIS_IMMUTABLE
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
-    int lock                 # spinlock word (0 free, 1 held); see gic5_lock/gic5_unlock
+    gic5_lock_t lock         # ticket spinlock (zero = free); see gic5_lock/gic5_unlock
     int16_t id_to_index[512] # vcpu_id -> index, -1 if no such vCPU
     vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
-
-
-cdef extern from *:
-    """
-    #include <sched.h>
-    /* A test-and-test-and-set spinlock. Held only for bounded C work (one call, or one
-       chunk of a batch), never across anything that needs the GIL, so a thread that holds
-       the GIL and spins cannot deadlock with the holder. sched_yield() keeps a 2-core box
-       from burning a whole quantum when the holder was descheduled. */
-    static inline void gic5_lock(int *l) {
-        unsigned spins = 0;
-        while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) {
-            while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
-                if (++spins > 64) { sched_yield(); spins = 0; }
-            }
-        }
-    }
-    static inline void gic5_unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
-    """
-    void gic5_lock(int* l) noexcept nogil
-    void gic5_unlock(int* l) noexcept nogil
 
 
 cdef inline size_t vcpu_alloc_size(unsigned int nr_ppis) noexcept nogil:
