@@ -105,7 +105,7 @@ def _int(value, name: str) -> int:
 
 
 def _uint(value, bits_: int, name: str) -> int:
-    _int(value, name)
+    value = _int(value, name)  # a plain int from here (numpy scalars compare differently)
     if not 0 <= value < (1 << bits_):
         # Cython's conversion error for an out-of-range C integer (sem 2).
         raise OverflowError(f"{name} {value} does not fit in u{bits_}")
@@ -113,7 +113,7 @@ def _uint(value, bits_: int, name: str) -> int:
 
 
 def _index(value, lo: int, hi: int, name: str) -> int:
-    _int(value, name)
+    value = _int(value, name)
     if not lo <= value <= hi:
         raise ValueError(f"{name} {value} outside {lo}..{hi}")
     return value
@@ -181,8 +181,8 @@ class RefKvm:
             # spec 3: {3, 23 if PMU, 26, 27, 28, 30}
             impl_ppis = (0x5C800008 if self.host_pmu else 0x5C000008, 0)
         w0, w1 = impl_ppis
-        _uint(w0, 64, "impl_ppis[0]")
-        _uint(w1, 64, "impl_ppis[1]")
+        w0 = _uint(w0, 64, "impl_ppis[0]")
+        w1 = _uint(w1, 64, "impl_ppis[1]")
         # "impl" is the host mask cut to the profile's PPI count (sem 10); a 64-PPI profile
         # ignores word 1.
         self.impl = join(w0, w1) & ((1 << self.nr) - 1)
@@ -245,8 +245,8 @@ class RefVm:
 
     # -- KVM_CREATE_DEVICE (sem 4)
     def create_device(self, type, flags=0):
-        _uint(type, 32, "type")
-        _uint(flags, 32, "flags")
+        type = _uint(type, 32, "type")
+        flags = _uint(flags, 32, "flags")
         if self.dead:
             _check(-errno.EIO)
         if type != KVM_DEV_TYPE_ARM_VGIC_V5:
@@ -267,8 +267,8 @@ class RefVm:
 
     # -- KVM_IRQ_LINE (sem 6)
     def irq_line(self, irq, level) -> None:
-        _uint(irq, 32, "irq")
-        _uint(level, 32, "level")
+        irq = _uint(irq, 32, "irq")
+        level = _uint(level, 32, "level")
         _check(self._irq_line(irq, level))
 
     def irq_line_batch(self, irqs, levels) -> list[int]:
@@ -345,8 +345,8 @@ class RefDevice:
 
     @staticmethod
     def _args(group, attr) -> None:
-        _uint(group, 32, "group")
-        _uint(attr, 64, "attr")
+        group = _uint(group, 32, "group")
+        attr = _uint(attr, 64, "attr")
 
     def has_attr(self, group, attr) -> None:
         self._args(group, attr)
@@ -527,7 +527,7 @@ class RefVcpu:
         if name not in ("vtimer", "ptimer"):
             # hvtimer/hptimer exist only with NV, which V5 refuses; anything else is unknown
             raise ValueError(f"timer {name!r} cannot be driven")
-        _int(level, "level")
+        level = _int(level, "level")
         level = level != 0
         self.timer_levels[name] = level
         if self.vm.dead:
@@ -539,7 +539,7 @@ class RefVcpu:
     def pmu_line(self, level) -> None:
         if not self.pmu:
             raise ValueError("this vCPU has no PMU")
-        _int(level, "level")
+        level = _int(level, "level")
         level = level != 0
         self.pmu_level = level
         if self.vm.dead:
@@ -550,8 +550,8 @@ class RefVcpu:
     # -- vCPU attributes (sem 7)
     @staticmethod
     def _args(group, attr) -> None:
-        _uint(group, 32, "group")
-        _uint(attr, 64, "attr")
+        group = _uint(group, 32, "group")
+        attr = _uint(attr, 64, "attr")
 
     def has_attr(self, group, attr) -> None:
         self._args(group, attr)
@@ -771,7 +771,7 @@ class RefCpuIf:
     # ENABLER
     def write_ppi_enabler(self, n, value) -> None:
         _reg_n(n)
-        _uint(value, 64, "value")
+        value = _uint(value, 64, "value")
         v = self._usable()
         if v.vm.profile == "final" and n == 1:
             return  # ENABLER1 writes accepted and ignored
@@ -796,7 +796,7 @@ class RefCpuIf:
 
     def _bits(self, n, value) -> tuple[RefVcpu, int]:
         _reg_n(n)
-        _uint(value, 64, "value")
+        value = _uint(value, 64, "value")
         v = self._usable()
         return v, (value << (64 * n)) & self._limit(v)
 
@@ -818,14 +818,14 @@ class RefCpuIf:
 
     # PRIORITYR
     def write_ppi_priority(self, ppi, prio) -> None:
-        _index(ppi, 0, 127, "ppi")
-        _index(prio, 0, 255, "prio")
+        ppi = _index(ppi, 0, 127, "ppi")
+        prio = _index(prio, 0, 255, "prio")
         v = self._usable()
         if (self._limit(v) >> ppi) & 1:
             v.prio[ppi] = prio & 0x1F  # 5 priority bits; the rest is RES0
 
     def read_ppi_priority(self, ppi) -> int:
-        _index(ppi, 0, 127, "ppi")
+        ppi = _index(ppi, 0, 127, "ppi")
         return self._usable().prio[ppi]
 
     # ICC_CR0_EL1 / ICC_PCR_EL1
@@ -835,7 +835,7 @@ class RefCpuIf:
         v.en = bool(enable)
 
     def write_pcr(self, prio) -> None:
-        _index(prio, 0, 255, "prio")
+        prio = _index(prio, 0, 255, "prio")
         v = self._usable()
         v.vpmr = prio & 0x1F
 
@@ -864,7 +864,7 @@ class RefCpuIf:
             v.apr &= v.apr - 1  # drop the highest active priority (lowest set bit)
 
     def cddi(self, intid) -> None:
-        _uint(intid, 32, "intid")
+        intid = _uint(intid, 32, "intid")
         v = self._usable()
         if intid >> 29 == 1 and (intid & 0xFFFFFF) < v.vm.nr:
             v.activer &= ~(1 << (intid & 0xFFFFFF))
