@@ -25,6 +25,7 @@ from gic5core.profile cimport profile_t
 cdef enum:
     NR_PPIS_MAX = 128       # the architectural PPI space
     MAX_VCPUS = 512         # VGIC_V5_MAX_CPUS == KVM_MAX_VCPU_IDS on arm64
+    IRQ_WORD_VCPU_IDS = 4096  # vcpu ids an irq word can name (vcpu2_index * 256 + vcpu_index)
     SW_PPI = 3              # GICV5_ARCH_PPI_SW_PPI: the only edge PPI, the only userspace one
     PPI_PMUIRQ = 23         # GICV5_ARCH_PPI_PMUIRQ
     PPI_CNTHP = 26          # GICV5_ARCH_PPI_CNTHP
@@ -130,7 +131,10 @@ ctypedef struct vm_t:
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
     gic5_lock_t lock         # ticket spinlock (zero = free); see gic5_lock/gic5_unlock
-    int16_t id_to_index[512] # vcpu_id -> index, -1 if no such vCPU
+    int16_t id_to_index[4096]  # vcpu_id -> index, -1 if none; sized for every id an irq word
+                               # can encode (vcpu2:vcpu_index, 12 bits), so no bounds check
+    uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer
+                             # of dead / has_device / initialised (KVM_IRQ_LINE's common path)
     vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
 
 

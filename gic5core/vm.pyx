@@ -37,8 +37,9 @@ from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_ma
 from gic5core.profile cimport profile_t, profile_load
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS, SW_PPI,
                              PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
-                             PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL)
-from gic5core.ppi cimport (irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
+                             PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
+                             IRQ_WORD_VCPU_IDS)
+from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
                            has_pending, kvm_pending, exposed_of, put_wfi)
 
 cdef enum:
@@ -100,6 +101,7 @@ cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
     if vm.has_device:
         if not vm.initialised:
             vm.dead = 1  # kvm_vgic_map_resources failed: the VM is dead
+            update_ppi_fast(vm)
             return -EBUSY
         if not v.timers_enabled:
             # timer_irqs_are_valid: skipped once frozen; else vtimer and ptimer (the only
@@ -159,7 +161,7 @@ cdef class VmCore:
         self.vm.irq_line_gate = bitmap_zero() if self.vm.prof.gate_by_umask \
             else bitmap_fill(self.vm.nr_ppis)
         self.vm.host_pmu = host_pmu
-        for i in range(MAX_VCPUS):
+        for i in range(IRQ_WORD_VCPU_IDS):
             self.vm.id_to_index[i] = -1
         for i in range(4):
             self.vm.timer_ppi[i] = TIMER_DEFAULT[i]
@@ -289,6 +291,7 @@ cdef class VmCore:
                     rc = -EBUSY
                 else:
                     self.vm.has_device = 1
+                    update_ppi_fast(&self.vm)
                     for i in range(4):  # kvm_timer_init_vm: v5 encoding
                         self.vm.timer_ppi[i] = PPI_INTID_BASE + TIMER_DEFAULT[i]
                     created = True
@@ -311,6 +314,7 @@ cdef class VmCore:
                 if self.vm.prof.gate_by_umask:
                     self.vm.irq_line_gate = self.vm.userspace_ppis
                 self.vm.initialised = 1
+                update_ppi_fast(&self.vm)
         gic5_unlock(&self.vm.lock)
         check(rc)
 
