@@ -48,28 +48,28 @@ cdef enum:  # who injects
 cdef extern from *:
     """
     #include <sched.h>
-    /* A ticket spinlock: a waiter takes the next ticket and is served in order, so a thread
-       waiting on a VM whose lock a batch or storm takes chunk by chunk gets it after the
-       current chunk, not after however many chunks the holder manages to re-take first (a
-       test-and-set lock let a per-call reader wait ~200 chunks). Held only for bounded C work
-       (one call, or one chunk), never across anything that needs the GIL, so a thread that
+    /* A test-and-test-and-set spinlock. Held only for bounded C work (one call, or one
+       chunk of a batch or storm), never across anything that needs the GIL, so a thread that
        holds the GIL and spins cannot deadlock with the holder. sched_yield() keeps a 2-core
-       box from burning a whole quantum when the holder was descheduled. */
-    typedef struct { unsigned next; unsigned serving; } gic5_lock_t;
+       box from burning a whole quantum when the holder was descheduled. Not fair: a ticket
+       lock was tried and convoyed whenever the next ticket's owner was descheduled (under
+       valgrind, and on this oversubscribed 2-vCPU machine), so a storm stalled on every chunk.
+       A waiter behind a long batch may wait several chunks (docs/stress.md). */
+    typedef struct { int held; } gic5_lock_t;
     static inline void gic5_lock(gic5_lock_t *l) {
-        unsigned me = __atomic_fetch_add(&l->next, 1u, __ATOMIC_RELAXED);
         unsigned spins = 0;
-        while (__atomic_load_n(&l->serving, __ATOMIC_ACQUIRE) != me) {
-            if (++spins > 64) { sched_yield(); spins = 0; }
+        while (__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE)) {
+            while (__atomic_load_n(&l->held, __ATOMIC_RELAXED)) {
+                if (++spins > 64) { sched_yield(); spins = 0; }
+            }
         }
     }
     static inline void gic5_unlock(gic5_lock_t *l) {
-        __atomic_store_n(&l->serving, l->serving + 1u, __ATOMIC_RELEASE);
+        __atomic_store_n(&l->held, 0, __ATOMIC_RELEASE);
     }
     """
     ctypedef struct gic5_lock_t:
-        unsigned next       # the next ticket to hand out
-        unsigned serving    # the ticket whose holder may run
+        int held            # 0 free, 1 held
     void gic5_lock(gic5_lock_t* l) noexcept nogil
     void gic5_unlock(gic5_lock_t* l) noexcept nogil
 
@@ -130,7 +130,7 @@ ctypedef struct vm_t:
     uint8_t timer_ppis_frozen   # KVM_ARCH_FLAG_TIMER_PPIS_IMMUTABLE
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
-    gic5_lock_t lock         # ticket spinlock (zero = free); see gic5_lock/gic5_unlock
+    gic5_lock_t lock         # spinlock (zero = free); see gic5_lock/gic5_unlock
     int16_t id_to_index[4096]  # vcpu_id -> index, -1 if none; sized for every id an irq word
                                # can encode (vcpu2:vcpu_index, 12 bits), so no bounds check
     uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer

@@ -11,8 +11,7 @@
 #
 # What is atomic against what (the kernel takes the target IRQ's raw spinlock for an
 # injection and config_lock for configuration):
-# - vm.lock is one ticket spinlock per VM (served in arrival order) held for the whole of every
-#   core call: a per-call irq_line, a whole chunk of a batch, a first run + flush, a fold, one
+# - vm.lock is one spinlock per VM held for the whole of every core call: a per-call irq_line, a whole chunk of a batch, a first run + flush, a fold, one
 #   guest instruction, one attribute operation, one inspection. So every core call is atomic against every other on
 #   the same VM, which is stronger than the kernel's per-IRQ lock and therefore enough: any
 #   interleaving of gic5 calls is a serial order the kernel could also have produced.
