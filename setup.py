@@ -29,7 +29,7 @@ COMPILER_DIRECTIVES = {
 if CHECKED:
     CFLAGS = ["-O0", "-g", "-UNDEBUG"]
 else:
-    CFLAGS = ["-O3"]
+    CFLAGS = ["-O3", "-fno-tree-slp-vectorize"]
 
 # cimport order: errors and profile have no gic5core dependencies; vm needs both;
 # cpuif and storm need vm.

@@ -199,8 +199,10 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     # set, both cut to nr_ppis, so those bits and bytes are never anything but zero.
     v.vmcr = v.saved_vmcr
     v.apr = v.saved_apr
-    v.pendr_entry = v.ich_pendr
-    v.activer_entry = v.ich_activer
+    if vm.prof.fold_changed_only:
+        # Only the changed-bits fold (v2/v3) compares the exit image with the entry image.
+        v.pendr_entry = v.ich_pendr
+        v.activer_entry = v.ich_activer
     v.loaded = 1
 
 
@@ -277,22 +279,29 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     # GICR CDIA: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
     # the priority mask (prio <= VPMR) and the running priority (prio < highest active).
     # Ties go to the lowest PPI index. Returns the PPI index, or -1 when nothing qualifies.
+    # Both bounds are upper limits on the priority value, so the best candidate is found first
+    # (lowest value, then lowest index) and the bounds are tested once, on it alone: if it fails
+    # them, every other candidate does too.
     cdef mask128 cand
-    cdef unsigned int vpmr, running, i, p, best_p = 32
+    cdef unsigned int k, i, p, best_p = 32
+    cdef uint64_t bits
     cdef int best = -1
     if not (v.vmcr & VMCR_EN):
         return -1
-    vpmr = (v.vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK
-    running = apr_highest(v.apr)
     cand = bitmap_andnot(bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer)
-    while not bitmap_empty(cand):
-        i = find_first_bit(cand)
-        clear_bit(i, &cand)
-        p = image_priority(vm, v, i)
-        if p <= vpmr and p < running and p < best_p:
-            best = <int>i
-            best_p = p
-    if best < 0:
+    for k in range(2):
+        # Word by word, lowest bit first (the kernel's for_each_set_bit), so the iteration
+        # never indexes the mask with a variable word number.
+        bits = cand.w[k]
+        while bits:
+            i = (k << 6) + <unsigned int>gic5_ctz64(bits)
+            bits &= bits - 1
+            p = image_priority(vm, v, i)
+            if p < best_p:
+                best = <int>i
+                best_p = p
+    if best < 0 or best_p > ((v.vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK) \
+            or best_p >= apr_highest(v.apr):
         return -1
     set_bit(best, &v.ich_activer)
     v.apr |= (<uint64_t>1) << best_p

@@ -76,7 +76,10 @@ def as_u32_array(values, str name):
         raise TypeError(f"{name} must hold integers")
     if arr.dtype.kind not in "iub":
         raise TypeError(f"{name} must hold integers, not {arr.dtype}")
-    if arr.size and arr.dtype.kind != "b" and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+    # Unsigned types of 32 bits or fewer (and bool) cannot hold an out-of-range value: the two
+    # passes over the array that min/max cost are skipped for them (the common uint32 input).
+    if not (arr.dtype.kind == "b" or (arr.dtype.kind == "u" and arr.dtype.itemsize <= 4)) \
+            and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
         raise ValueError(f"{name} has a value outside 0..2**32-1 (a __u32)")
     return np.ascontiguousarray(arr, dtype=np.uint32)
 
