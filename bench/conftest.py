@@ -72,12 +72,20 @@ def target_report():
         lines.append(f"{text}: {ratio:.2f} {'ok' if ok else 'MISSED'}")
         if not ok:
             missed.append(text)
-    per_delivery = _TIMINGS.get("storm_1x64_deliveries")
-    if per_delivery:
-        rate = 1 / per_delivery
+        if num == "batch_python_loop" and "batch_bare_c" in _TIMINGS:
+            # No batch beats the loop that only decodes, gates and latches: this is the
+            # ceiling of the ratio above on this machine.
+            ceiling = _TIMINGS["batch_python_loop"] / _TIMINGS["batch_bare_c"]
+            lines.append(f"  (its ceiling: Python loop / bare C loop = {ceiling:.2f})")
+    rates = {key: 1 / _TIMINGS[key] for key in ("storm_closed_1x64_deliveries",
+                                                  "storm_1x64_deliveries") if key in _TIMINGS}
+    if rates:
+        rate = max(rates.values())
         ok = rate >= 100e6
+        detail = ", ".join(f"{'service_every=1' if 'closed' in k else 'default service_every'}"
+                           f" {v / 1e6:.1f} M" for k, v in rates.items())
         lines.append(f"storm >= 100 M deliveries/s on 64 vCPUs, one thread: {rate / 1e6:.1f} M "
-                     f"{'ok' if ok else 'MISSED'}")
+                     f"{'ok' if ok else 'MISSED'} ({detail})")
         if not ok:
             missed.append("storm deliveries/s")
     flat = sorted((int(k.split("_")[1]), v) for k, v in _TIMINGS.items()
