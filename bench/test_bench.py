@@ -136,28 +136,36 @@ def test_batch_bare_c_loop(benchmark, timings, record):
 STORMS = [(1, 1), (1, 64), (1, 512), (1000, 1)]
 
 
-@pytest.mark.parametrize("vms,vcpus", STORMS, ids=[f"{a}x{b}" for a, b in STORMS])
-@pytest.mark.benchmark(group="storm")
-def test_storm(benchmark, timings, record, vms, vcpus):
-    cfg = StormConfig(vms=vms, vcpus=vcpus, injections=2_000_000, repeat=1)
+def checked_storm(cfg):
+    """Build cfg's VMs and run one round: it must pass its accounting, lose and redeliver
+    nothing. Returns (vms, counters) for the timed rounds."""
     built = build_vms(cfg)
     first = run_storm(cfg, built, progress=None)["rounds"][0]
     c = first["counters"]
     assert not first["problems"] and c["lost"] == c["redelivered"] == 0
-    assert c["delivered"] > 0 and c["level_delivered"] > 0
-    result = {}
+    return built, c
 
-    def once():
-        result.update(run_storm(cfg, built, progress=None)["rounds"][0]["counters"])
 
-    benchmark.pedantic(once, rounds=5, iterations=1)
+def time_storm(benchmark, timings, record, cfg, built, counters, name):
+    """Time rounds of cfg's storm; record ns per injection and per delivery under ``name``.
+    Every round repeats the checked one (same seed, same counters: tests/test_storm.py)."""
+    benchmark.pedantic(lambda: run_storm(cfg, built, progress=None), rounds=5, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
-        deliveries = result["delivered"] + result["level_delivered"] + result["redelivered"]
+        deliveries = counters["delivered"] + counters["level_delivered"]
         benchmark.extra_info["deliveries_per_s"] = deliveries / stats.stats.min
-        benchmark.extra_info["injections_per_s"] = result["injections"] / stats.stats.min
-        timings[f"storm_{vms}x{vcpus}_deliveries"] = stats.stats.min / deliveries
-    record(f"storm_{vms}x{vcpus}", result.get("injections", 1))
+        benchmark.extra_info["injections_per_s"] = counters["injections"] / stats.stats.min
+        timings[f"{name}_deliveries"] = stats.stats.min / deliveries
+    record(name, counters["injections"])
+
+
+@pytest.mark.parametrize("vms,vcpus", STORMS, ids=[f"{a}x{b}" for a, b in STORMS])
+@pytest.mark.benchmark(group="storm")
+def test_storm(benchmark, timings, record, vms, vcpus):
+    cfg = StormConfig(vms=vms, vcpus=vcpus, injections=2_000_000, repeat=1)
+    built, c = checked_storm(cfg)
+    assert c["delivered"] > 0 and c["level_delivered"] > 0
+    time_storm(benchmark, timings, record, cfg, built, c, f"storm_{vms}x{vcpus}")
 
 
 @pytest.mark.benchmark(group="storm")
@@ -165,19 +173,9 @@ def test_storm_closed_loop_1x64(benchmark, timings, record):
     """The deliveries target's configuration: every injection is followed by a run of its
     vCPU's guest (service_every=1), so nearly every injection becomes a delivery."""
     cfg = StormConfig(vms=1, vcpus=64, injections=2_000_000, repeat=1, service_every=1)
-    built = build_vms(cfg)
-    first = run_storm(cfg, built, progress=None)["rounds"][0]
-    c = first["counters"]
-    assert not first["problems"] and c["lost"] == c["redelivered"] == 0
-    deliveries = c["delivered"] + c["level_delivered"]
-    assert deliveries > cfg.injections * 0.9  # the loop is closed: few coalesce
-    benchmark.pedantic(lambda: run_storm(cfg, built, progress=None), rounds=5, iterations=1)
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        # The same seed gives the same counters every round (asserted in tests/test_storm.py).
-        benchmark.extra_info["deliveries_per_s"] = deliveries / stats.stats.min
-        timings["storm_closed_1x64_deliveries"] = stats.stats.min / deliveries
-    record("storm_closed_1x64", c["injections"])
+    built, c = checked_storm(cfg)
+    assert c["delivered"] + c["level_delivered"] > cfg.injections * 0.9  # few coalesce
+    time_storm(benchmark, timings, record, cfg, built, c, "storm_closed_1x64")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

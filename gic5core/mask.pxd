@@ -9,7 +9,7 @@
 #   a violation through boundscheck on w[]).
 # - Names follow include/linux/bitmap.h (test_bit, set_bit, clear_bit, assign_bit,
 #   bitmap_and, bitmap_or, bitmap_andnot, bitmap_xor, bitmap_empty, bitmap_equal,
-#   bitmap_weight, find_first_bit); the two-operand verbs return a new mask rather than
+#   bitmap_weight); the two-operand verbs return a new mask rather than
 #   writing through a destination pointer, which keeps call sites to one line.
 
 from libc.stdint cimport uint64_t
@@ -102,12 +102,3 @@ cdef inline bint bitmap_equal(mask128 a, mask128 b) noexcept nogil:
 
 cdef inline int bitmap_weight(mask128 a) noexcept nogil:
     return gic5_popcount64(a.w[0]) + gic5_popcount64(a.w[1])
-
-
-cdef inline int find_first_bit(mask128 a) noexcept nogil:
-    # Lowest set bit, or 128 when the mask is empty (the kernel returns the size).
-    if a.w[0]:
-        return gic5_ctz64(a.w[0])
-    if a.w[1]:
-        return 64 + gic5_ctz64(a.w[1])
-    return 128

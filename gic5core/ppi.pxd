@@ -12,7 +12,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bit_mask, test_bit, set_bit,
                             clear_bit, assign_bit, bitmap_and, bitmap_or, bitmap_andnot,
-                            bitmap_xor, bitmap_select, bitmap_empty, find_first_bit, gic5_ctz64)
+                            bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
 from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PER_VCPU_INVERTED,
                                EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE)
 from gic5core.state cimport (vm_t, vcpu_t, SW_PPI, PPI_INTID_BASE, MAX_VCPUS, OWNER_USERSPACE,
@@ -59,6 +59,28 @@ cdef inline unsigned int image_priority(const vm_t* vm, const vcpu_t* v,
 cdef inline void image_set_priority(const vm_t* vm, vcpu_t* v, unsigned int ppi,
                                     unsigned int prio) noexcept nogil:
     v.prio[vm.nr_ppis + ppi] = <uint8_t>(prio & PRIO_MASK)  # bits 7:5 are RES0: dropped
+
+
+cdef inline int best_priority_ppi(const uint8_t* prio, mask128 cand,
+                                  unsigned int* best_p) noexcept nogil:
+    # The PPI of cand whose byte in prio (low 5 bits) is lowest, ties to the lowest index; -1
+    # when cand is empty. *best_p gets that priority (32 when empty). prio is the shadow
+    # (v.prio) or the image (v.prio + nr_ppis). Word by word, lowest bit first (the kernel's
+    # for_each_set_bit), so the walk never indexes the mask with a variable word number.
+    cdef unsigned int k, i, p
+    cdef uint64_t bits
+    cdef int best = -1
+    best_p[0] = 32
+    for k in range(2):
+        bits = cand.w[k]
+        while bits:
+            i = (k << 6) + <unsigned int>gic5_ctz64(bits)
+            bits &= bits - 1
+            p = prio[i] & PRIO_MASK
+            if p < best_p[0]:
+                best = <int>i
+                best_p[0] = p
+    return best
 
 
 cdef inline mask128 guest_pending(const vcpu_t* v) noexcept nogil:
@@ -239,8 +261,8 @@ cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
 # --- the wake-up predicate (kvm_vgic_vcpu_pending_irq for V5) -----------------------------------
 
 cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
-    cdef mask128 e, pend, cand
-    cdef unsigned int limit, vpmr, i, p
+    cdef mask128 e, pend
+    cdef unsigned int limit, vpmr, p
     if not vm.initialised:
         return False
     e = exposed_of(vm, v)
@@ -257,14 +279,11 @@ cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
     limit = apr_highest(v.saved_apr)
     if vpmr + 1 < limit:
         limit = vpmr + 1
-    cand = bitmap_and(pend, v.enabled)
-    while not bitmap_empty(cand):
-        i = find_first_bit(cand)
-        clear_bit(i, &cand)
-        p = v.prio[i]  # the shadow
-        if (p < limit) if vm.prof.wake_strict else (p <= limit):
-            return True
-    return False
+    # The limit is an upper bound on the priority value: some pending, enabled PPI passes it
+    # exactly when the best one (by the shadow priorities) does.
+    if best_priority_ppi(v.prio, bitmap_and(pend, v.enabled), &p) < 0:
+        return False
+    return (p < limit) if vm.prof.wake_strict else (p <= limit)
 
 
 cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
@@ -282,24 +301,12 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     # Both bounds are upper limits on the priority value, so the best candidate is found first
     # (lowest value, then lowest index) and the bounds are tested once, on it alone: if it fails
     # them, every other candidate does too.
-    cdef mask128 cand
-    cdef unsigned int k, i, p, best_p = 32
-    cdef uint64_t bits
-    cdef int best = -1
+    cdef unsigned int best_p
+    cdef int best
     if not (v.vmcr & VMCR_EN):
         return -1
-    cand = bitmap_andnot(bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer)
-    for k in range(2):
-        # Word by word, lowest bit first (the kernel's for_each_set_bit), so the iteration
-        # never indexes the mask with a variable word number.
-        bits = cand.w[k]
-        while bits:
-            i = (k << 6) + <unsigned int>gic5_ctz64(bits)
-            bits &= bits - 1
-            p = image_priority(vm, v, i)
-            if p < best_p:
-                best = <int>i
-                best_p = p
+    best = best_priority_ppi(&v.prio[vm.nr_ppis], bitmap_andnot(
+        bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), &best_p)
     if best < 0 or best_p > ((v.vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK) \
             or best_p >= apr_highest(v.apr):
         return -1

@@ -278,6 +278,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     # caches a target's vCPU lines are requested while the events before it run. vcpu_size
     # covers the vCPU's whole allocation.
     cdef uint64_t ahead[PREFETCH_AHEAD]
+    cdef uint64_t slot
     cdef bint prefetch = pattern == PATTERN_UNIFORM and total >= PREFETCH_MIN_VCPUS
     cdef size_t vcpu_size = vcpu_alloc_size(vms[0].nr_ppis)
     for k in range(PREFETCH_AHEAD):
@@ -292,11 +293,11 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
         stop = start + STORM_CHUNK if start + STORM_CHUNK < n_events else n_events
         lock_all(vms, nvms)
         for i in range(start, stop):
-            r = ahead[i & (PREFETCH_AHEAD - 1)]
-            ahead[i & (PREFETCH_AHEAD - 1)] = splitmix64(&rng)   # event i + PREFETCH_AHEAD's
+            slot = i & (PREFETCH_AHEAD - 1)
+            r = ahead[slot]
+            ahead[slot] = splitmix64(&rng)   # the word of event i + PREFETCH_AHEAD
             if prefetch:
-                gic5_prefetch_span(tv[reduce_range(ahead[i & (PREFETCH_AHEAD - 1)], total)],
-                                   vcpu_size)
+                gic5_prefetch_span(tv[reduce_range(ahead[slot], total)], vcpu_size)
             if pattern == PATTERN_UNIFORM:
                 t = reduce_range(r, total)
             elif pattern == PATTERN_SORTED:
