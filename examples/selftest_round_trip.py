@@ -8,7 +8,9 @@ again; the guest takes it a second time; nothing else is ever acknowledged. Ever
 printed with the state KVM holds between runs.
 
 On the v2 profile the round trip fails (the revision's inverted exposure test hides SW_PPI
-from the guest); the script reports where and exits 1, which is the point of the profile.
+from the guest); on v3 every round works but the taken edge comes back at the next run (v3's
+exit fold ORs into an edge latch that nothing clears, so it re-delivers). The script reports
+where and exits 1, which is the point of those profiles.
 
 Run: ``python examples/selftest_round_trip.py [--profile final|v3|v2] [--rounds N]``.
 Exit status 0 when every round delivered SW_PPI exactly once.

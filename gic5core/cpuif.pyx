@@ -5,9 +5,11 @@
 #   on a VM with a GICv5 device (UndefinedInstruction otherwise, as the guest would UNDEF).
 # - Each method is one guest instruction or register access: it takes vm.lock, acts on the
 #   ICH_* image through ppi.pxd, and releases the lock. No Python loop over bits anywhere.
-# - Trapped writes (ENABLER everywhere; SPENDR/CPENDR/SACTIVER/CACTIVER/PRIORITYR on v2) are
-#   masked by the exposed set; untrapped ones go to the "hardware", which only holds the PPIs
-#   the host implements.
+# - A trapped write (ENABLER everywhere; SPENDR/CPENDR/SACTIVER/CACTIVER/PRIORITYR too on v2)
+#   is what the kernel makes of it: an exit (save + fold), the trap handler, an entry (flush +
+#   restore), all under one hold of vm.lock. Untrapped writes go to the "hardware" image,
+#   which holds only the PPIs the host implements, and whose pending bits of Level PPIs are
+#   read-only (every PPI but SW_PPI has the Level handling mode).
 
 """CpuIf: the guest's GICv5 CPU interface while its vCPU is inside run().
 """
@@ -99,10 +101,20 @@ cdef class CpuIf:
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128 e
-        if not (k == 1 and vm.nr_ppis == 64):  # final: ENABLER1 writes accepted and ignored
-            e = exposed_of(vm, v)
-            v.enabled.w[k] = val & e.w[k]
-            v.ich_enabler.w[k] = v.enabled.w[k]
+        fold(vm, v)  # the trap is an exit
+        e = exposed_of(vm, v)
+        if vm.prof.trap_wide:
+            # v2 22/36 access_gicv5_ppi_enabler: the entry image only (irq->enabled follows
+            # from the fold, and only for bits whose image changed).
+            v.ich_enabler.w[k] = val & e.w[k]
+        elif not (k == 1 and vm.nr_ppis == 64):
+            # v3 22/36 / final access_gicv5_ppi_enabler: vgic_ppi_enabler := value & exposed,
+            # and irq->enabled of the exposed PPIs follows (v3 sets all 64 bits of the word;
+            # the two agree: a PPI outside the exposed set, which only grows, was never
+            # enabled). final: ENABLER1 (an odd Op2) is accepted and ignored.
+            v.ich_enabler.w[k] = val & e.w[k]
+            v.enabled.w[k] = (v.enabled.w[k] & ~e.w[k]) | v.ich_enabler.w[k]
+        flush(vm, v)  # and the guest is entered again
         self.leave()
 
     def read_ppi_enabler(self, n):
@@ -138,16 +150,31 @@ cdef class CpuIf:
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128* target = &v.ich_pendr if reg == REG_PENDR else &v.ich_activer
-        cdef uint64_t limit
         if vm.prof.trap_wide:
-            limit = exposed_of(vm, v).w[k]   # v2: trapped and masked by the exposed set
+            # v2 22/36 access_gicv5_ppi_pendr / _activer: an exit, then the handler ORs into /
+            # clears from the entry image (masked by the exposed set), then an entry. The
+            # flush rebuilds the entry PENDR from the shadow, so a SPENDR/CPENDR write has no
+            # effect at all; an ACTIVER write reaches the guest at that entry.
+            fold(vm, v)
+            if reg == REG_ACTIVER:
+                val &= exposed_of(vm, v).w[k]
+                if set_bits:
+                    target.w[k] |= val
+                else:
+                    target.w[k] &= ~val
+            flush(vm, v)
         else:
-            limit = vm.impl.w[k]             # hardware: only implemented PPIs hold state
-        val &= limit
-        if set_bits:
-            target.w[k] |= val
-        else:
-            target.w[k] &= ~val
+            # v3/final: not trapped. The hardware holds implemented PPIs only, and a Level
+            # PPI's pending bit is read-only (QEMU gic_ppi_spend_write / gic_ppi_cpend_write;
+            # handling modes as in PPI_HMR0_RESET: Edge for SW_PPI alone). ACTIVER: any
+            # implemented PPI (gic_ppi_sactive_write / gic_ppi_cactive_write).
+            val &= vm.impl.w[k]
+            if reg == REG_PENDR:
+                val &= vm.edge_cfg.w[k]
+            if set_bits:
+                target.w[k] |= val
+            else:
+                target.w[k] &= ~val
         self.leave()
 
     def write_ppi_spendr(self, n, value):
@@ -174,13 +201,18 @@ cdef class CpuIf:
         cdef int pr = check_prio(prio)
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
-        cdef mask128 holder
+        cdef mask128 e
         if vm.prof.trap_wide:
-            holder = exposed_of(vm, v)
-        else:
-            holder = vm.impl
-        if test_bit(p, &holder):
-            image_set_priority(vm, v, p, pr)
+            # v2 22/36 access_gicv5_ppi_priorityr: an exit, the saved register := value with
+            # only the exposed PPIs' 5-bit fields kept (the guest's read-modify-write of the
+            # register leaves the other bytes as they were), an entry.
+            fold(vm, v)
+            e = exposed_of(vm, v)
+            if test_bit(p, &e):
+                image_set_priority(vm, v, p, pr)
+            flush(vm, v)
+        elif test_bit(p, &vm.impl):
+            image_set_priority(vm, v, p, pr)  # v3/final: hardware, implemented PPIs only
         self.leave()
 
     def read_ppi_priority(self, ppi):
@@ -238,7 +270,11 @@ cdef class CpuIf:
         self.leave()
 
     def wfi(self):
-        """wfi() -> bool: exit, put as blocking, evaluate the wake-up predicate, re-enter."""
+        """wfi() -> bool: the trapped WFI: exit, put with IN_WFI, the block check, load, entry.
+
+        kvm_vcpu_wfi: the answer is what kvm_vcpu_check_block would wake on (the vGIC's
+        pending check; on v2/v3 also a timer that should fire).
+        """
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef bint wake

@@ -7,6 +7,10 @@
 # - Every function is `noexcept nogil` and touches only vm_t / vcpu_t; callers hold vm.lock.
 # - Return conventions: 0 / -errno for operations KVM can fail; a PPI index or -1 for CDIA.
 # - Profile differences are read from vm.prof at the switch points named in profile.pxd.
+# - Every function names the kernel function(s) it models and for which profiles: "v2" is the
+#   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
+#   mainline after the 7.1 fix batches (vgic-v5.c, hyp/vgic-v5-sr.c, arch_timer.c). Where a
+#   posting and the later merged code differ, the posting is followed (docs/profiles.md).
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
@@ -14,9 +18,10 @@ from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bit_mask, test_bit,
                             clear_bit, assign_bit, bitmap_and, bitmap_or, bitmap_andnot,
                             bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
 from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PER_VCPU_INVERTED,
-                               EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE)
+                               EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE,
+                               WAKE_V2_EXIT_IMAGES, WAKE_V3_SHADOW, PRIO_SYNC_EXPOSED_AT_PUT)
 from gic5core.state cimport (vm_t, vcpu_t, SW_PPI, PPI_INTID_BASE, MAX_VCPUS, OWNER_USERSPACE,
-                             IRQ_WORD_VCPU_IDS)
+                             IRQ_WORD_VCPU_IDS, TIMER_VTIMER, TIMER_PTIMER)
 
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
@@ -125,21 +130,34 @@ cdef inline int inject_ppi(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
 
 cdef inline int inject_ppi_initialised(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
                                        int owner) noexcept nogil:
-    # inject_ppi past its initialisation check (the caller has made it).
+    # kvm_vgic_inject_irq past its initialisation check (the caller has made it), all
+    # profiles: vgic_validate_injection (owner, edge needs level, level needs a change), then
+    # line_level / pending_latch. v2/v3: then set_pending_state (v2 18/36, v3 19/36) assigns
+    # the shadow bit irq_is_pending, except for a directly injected PPI ("Skip injecting the
+    # state altogether"; v3's timer never injects a direct timer at all).
     # Branch-free on the level (random in storms and batches): all-ones when asserted.
     cdef uint64_t bit = (<uint64_t>1) << (ppi & 63)
     cdef uint64_t asserted = -(<uint64_t>(level != 0))
     cdef unsigned int word = ppi >> 6
+    cdef uint64_t new
     if ppi == SW_PPI:
         # The only edge-configured PPI (vm.edge_cfg), and never owned (state.pxd): the owner
         # test needs no load: userspace always matches, a kernel caller never does.
         if owner == OWNER_USERSPACE:
             v.pending_latch.w[word] |= bit & asserted   # one latch: a second edge coalesces
+            if vm.prof.pendr_shadow:
+                v.pendr_shadow.w[word] |= bit & asserted  # irq_is_pending(edge) = latch = 1
         return 0
     # Owner mismatch: a kernel-owned PPI driven by userspace (or the reverse) is dropped, 0.
     if test_bit(ppi, &v.owned) != (owner != OWNER_USERSPACE):
         return 0
-    v.line_level.w[word] = (v.line_level.w[word] & ~bit) | (bit & asserted)
+    new = bit & asserted
+    if vm.prof.pendr_shadow and (v.line_level.w[word] & bit) != new \
+            and not (v.hw.w[word] & bit):
+        # A valid level injection (the line changes): irq_is_pending(level) = line_level, as
+        # level PPIs never hold a latch.
+        v.pendr_shadow.w[word] = (v.pendr_shadow.w[word] & ~bit) | new
+    v.line_level.w[word] = (v.line_level.w[word] & ~bit) | new
     return 0
 
 
@@ -190,16 +208,24 @@ cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept no
 # --- finalize (vgic_v5_finalize_ppi_state) ------------------------------------------------------
 
 cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # vgic_v5_finalize_ppi_state, from kvm_arch_vcpu_run_pid_change at a vCPU's first run.
     cdef mask128 sw = bit_mask(SW_PPI)
+    cdef int i
+    cdef vcpu_t* w
     if vm.prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED:
-        # v2's inverted test: skip "no owner AND intid == GICV5_SW_PPI", expose the rest.
-        if test_bit(SW_PPI, &v.owned):
-            v.exposed = vm.impl
-        else:
-            v.exposed = bitmap_andnot(vm.impl, sw)
+        # v2 21/36: vgic_v5_finalize_state for every vCPU of the VM (kvm_for_each_vcpu), each
+        # from its own IRQs, with the inverted skip test "!irq->owner && intid ==
+        # GICV5_SW_PPI": every implemented PPI but an unowned SW_PPI (it never has an owner).
+        for i in range(vm.nr_vcpus):
+            w = vm.vcpus[i]
+            if test_bit(SW_PPI, &w.owned):
+                w.exposed = vm.impl
+            else:
+                w.exposed = bitmap_andnot(vm.impl, sw)
         return
     if vm.prof.exposure_rule == EXPOSE_VCPU0_ONCE and test_bit(SW_PPI, &vm.exposed):
-        return  # the SW_PPI bit doubles as "already finalized"
+        return  # final: the SW_PPI bit doubles as "already finalized"
+    # v3 17/36 (every first run, no lock) and final (once): from vCPU 0's owners.
     vm.exposed = bitmap_and(vm.impl, bitmap_or(vm.vcpus[0].owned, sw))
     vm.hmr = bitmap_andnot(vm.exposed, vm.edge_cfg)
 
@@ -207,89 +233,158 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
 # --- entry flush / exit fold ----------------------------------------------------------------------
 
 cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
-    cdef mask128 e = exposed_of(vm, v)
-    cdef mask128 pend = bitmap_and(kvm_pending(vm, v), e)
-    if vm.prof.clear_edge_latch_on_entry:
-        # final: ownership of the edge passes to ICH_PPI_PENDR; the latch is cleared.
-        v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, vm.edge_cfg))
-    v.ich_dvir = bitmap_and(v.hw, e)
-    v.ich_activer = bitmap_and(v.active, e)
-    v.ich_enabler = bitmap_and(v.enabled, e)
-    v.ich_pendr = bitmap_andnot(pend, v.ich_dvir)
-    # A 64-PPI profile writes the upper bank (word 1, PRIORITYR8..15) as zero. Nothing has to
-    # be done for it here: every path that writes the image masks by vm.impl or the exposed
-    # set, both cut to nr_ppis, so those bits and bytes are never anything but zero.
+    # Guest entry: vgic_v5_flush_ppi_state, then __vgic_v5_restore_ppi_state (hyp/vgic-v5-sr.c)
+    # and the VMCR/APR restore of vgic_v5_load. The image is hardware: it holds only
+    # implemented PPIs, so every register written here is cut to vm.impl.
+    cdef mask128 e, pend
+    # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
+    # not cut to the exposed set.
+    v.ich_dvir = bitmap_and(v.hw, vm.impl)
+    if vm.prof.pendr_shadow:
+        # v2 18/36, v3 19/36: the entry pending image is the raw shadow (every PPI, exposed or
+        # not; the latch is left as it is), and v2 presets pendr_exit with it.
+        pend = v.pendr_shadow
+        v.pendr_entry = pend
+        v.pendr_exit = pend
+    else:
+        # final: for_each_visible_v5_ppi, bit := irq_is_pending; an edge's latch is then
+        # cleared (170a77b4185a "Transfer edge pending state to ICH_PPI_PENDRx_EL2").
+        e = exposed_of(vm, v)
+        pend = bitmap_and(kvm_pending(vm, v), e)
+        if vm.prof.clear_edge_latch_on_entry:
+            v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, vm.edge_cfg))
+    # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").
+    v.ich_pendr = bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl)
+    # ICH_PPI_ACTIVER and ICH_PPI_ENABLER are restored from the images as they stand: ACTIVER
+    # is the last exit's (the fold copies it: "Re-inject the exit state as entry state next
+    # time!"), ENABLER what the trapped write handler left. Nothing rebuilds either from KVM's
+    # active / enabled flags. A 64-PPI profile writes the upper bank as zero: every mask here
+    # is cut to vm.impl, itself cut to nr_ppis, so those bits and bytes are always zero.
     v.vmcr = v.saved_vmcr
     v.apr = v.saved_apr
     if vm.prof.fold_changed_only:
-        # Only the changed-bits fold (v2/v3) compares the exit image with the entry image.
-        v.pendr_entry = v.ich_pendr
+        # The changed-bits fold (v2/v3) compares the exit image with these entry images.
         v.activer_entry = v.ich_activer
+        v.enabler_entry = v.ich_enabler
     v.loaded = 1
 
 
-cdef inline void sync_priorities(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline mask128 hmr_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
+    # vgic_ppi_hmr as vgic_v5_finalize_ppi_state computes it: the exposed level PPIs (v2 per
+    # vCPU, v3/final per VM; empty before the first run).
+    if vm.prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED:
+        return bitmap_andnot(v.exposed, vm.edge_cfg)
+    return vm.hmr
+
+
+cdef inline void sync_priorities(vm_t* vm, vcpu_t* v, bint exposed_only) noexcept nogil:
+    # vgic_v5_sync_ppi_priorities: irq->priority := the low 5 bits of the saved PRIORITYR byte.
+    # v2 (at the wake check): all 128 PPIs; v3/final (at a WFI put): the exposed PPIs.
     cdef unsigned int i
+    cdef mask128 e = exposed_of(vm, v)
     for i in range(vm.nr_ppis):
-        v.prio[i] = <uint8_t>image_priority(vm, v, i)
+        if not exposed_only or test_bit(i, &e):
+            v.prio[i] = <uint8_t>image_priority(vm, v, i)
 
 
 cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
-    cdef mask128 e = exposed_of(vm, v)
-    cdef mask128 sel
+    # Guest exit: __vgic_v5_save_ppi_state and __vgic_v5_save_state (hyp), then
+    # vgic_v5_fold_ppi_state. The image fields keep the exit values (the exit ACTIVER becomes
+    # the next entry's).
+    cdef mask128 e, changed
     if vm.prof.fold_changed_only:
-        # v2/v3: only PPIs whose pending or active bit changed, written back by assignment.
-        sel = bitmap_and(bitmap_or(bitmap_xor(v.ich_pendr, v.pendr_entry),
-                                   bitmap_xor(v.ich_activer, v.activer_entry)), e)
+        # v2 18/36, v3 19/36: only PPIs whose entry and exit images differ (pending, active;
+        # v2 also enable), minus the DVI PPIs; irq->active (v2: and irq->enabled) assigned
+        # from the exit image; an edge's latch ORed ("This is an OR to avoid losing incoming
+        # edges!"), never cleared: a taken SW_PPI edge is pending again at the next entry.
+        changed = bitmap_or(bitmap_xor(v.ich_pendr, v.pendr_entry),
+                            bitmap_xor(v.ich_activer, v.activer_entry))
+        if vm.prof.fold_changed_enabler:
+            changed = bitmap_or(changed, bitmap_xor(v.ich_enabler, v.enabler_entry))
         if vm.prof.fold_skips_dvi:
-            sel = bitmap_andnot(sel, v.ich_dvir)
-        v.active = bitmap_select(v.active, v.ich_activer, sel)
-        sel = bitmap_and(sel, vm.edge_cfg)
-        v.pending_latch = bitmap_select(v.pending_latch, v.ich_pendr, sel)
+            changed = bitmap_andnot(changed, v.ich_dvir)
+        v.active = bitmap_select(v.active, v.ich_activer, changed)
+        if vm.prof.fold_changed_enabler:
+            v.enabled = bitmap_select(v.enabled, v.ich_enabler, changed)
+        v.pending_latch = bitmap_or(v.pending_latch,
+                                    bitmap_and(bitmap_and(v.ich_pendr, changed), vm.edge_cfg))
     else:
-        # final: every exposed PPI; the edge latch ORs the exit pending bit back in, so an
-        # edge injected while the guest ran is never lost.
+        # final: for_each_visible_v5_ppi: irq->active := exit bit; an edge's latch ORs the
+        # exit pending bit back in, so an edge injected while the guest ran is never lost.
+        e = exposed_of(vm, v)
         v.active = bitmap_select(v.active, v.ich_activer, e)
         v.pending_latch = bitmap_or(v.pending_latch,
                                     bitmap_and(bitmap_and(v.ich_pendr, e), vm.edge_cfg))
+    if vm.prof.pendr_shadow:
+        # v2/v3: vgic_ppi_pendr |= exit PENDR & ~HMR (edge and unexposed bits); v2 keeps the
+        # exit images its wake check reads.
+        v.pendr_shadow = bitmap_or(v.pendr_shadow, bitmap_andnot(v.ich_pendr, hmr_of(vm, v)))
+        v.pendr_exit = v.ich_pendr
+        v.enabler_exit = v.ich_enabler
     v.saved_vmcr = v.vmcr
     v.saved_apr = v.apr
-    v.ich_dvir = bitmap_zero()  # the host gets its physical PPIs back
+    v.ich_dvir = bitmap_zero()  # "Now that we are done, disable DVI"
     v.loaded = 0
 
 
-# --- the wake-up predicate (kvm_vgic_vcpu_pending_irq for V5) -----------------------------------
+# --- the block check (kvm_vcpu_check_block) -----------------------------------------------------
 
-cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
-    cdef mask128 e, pend
+cdef inline bint vgic_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # kvm_vgic_vcpu_pending_irq for V5 = vgic_v5_has_pending_ppi, on the state saved at the
+    # last exit (VMCR) and put (APR).
+    cdef mask128 cand
     cdef unsigned int limit, vpmr, p
     if not vm.initialised:
-        return False
-    e = exposed_of(vm, v)
-    pend = bitmap_and(kvm_pending(vm, v), e)
-    if vm.prof.sync_prio_on_check:
-        if bitmap_empty(pend):
-            return False  # v2's early-out on an empty shadow pending set
-        sync_priorities(vm, v)
-    if vm.prof.wake_fast_path and (v.saved_apr & 0xffffffffUL) == 0:
-        return not bitmap_empty(pend)  # v2: something pending and nothing active
+        return False  # no V5 VGIC (or never initialised: nothing can be pending yet)
+    if vm.prof.pendr_shadow and bitmap_empty(v.pendr_shadow):
+        return False  # v2/v3: "if (likely(!cpu_if->vgic_ppi_pendr[0] && ..."
+    # vgic_v5_get_effective_priority_mask: 0 when EN is clear (final), else
+    # min(ctz(APR) or 32, VPMR + 1); all profiles: "if (!priority_mask) return false;".
     if vm.prof.wake_checks_en and not (v.saved_vmcr & VMCR_EN):
-        return False  # limit 0
+        return False
     vpmr = (v.saved_vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK
     limit = apr_highest(v.saved_apr)
     if vpmr + 1 < limit:
         limit = vpmr + 1
-    # The limit is an upper bound on the priority value: some pending, enabled PPI passes it
-    # exactly when the best one (by the shadow priorities) does.
-    if best_priority_ppi(v.prio, bitmap_and(pend, v.enabled), &p) < 0:
+    if limit == 0:
+        return False
+    if vm.prof.wake_rule == WAKE_V2_EXIT_IMAGES:
+        # v2 19/36: the priorities of all 128 PPIs are synced first, then the exit images.
+        sync_priorities(vm, v, False)
+        cand = bitmap_and(v.enabler_exit, v.pendr_exit)
+    elif vm.prof.wake_rule == WAKE_V3_SHADOW:
+        # v3 21/36: the trap-maintained ENABLER image and the shadow (a DVI PPI is never in the
+        # shadow: the check cannot see a directly injected timer).
+        cand = bitmap_and(v.ich_enabler, v.pendr_shadow)
+    else:
+        # final: for_each_visible_v5_ppi with irq->enabled, and pending = irq->hw ?
+        # vgic_get_phys_line_level(irq) : irq_is_pending(irq) (kvm_pending has both).
+        cand = bitmap_and(bitmap_and(kvm_pending(vm, v), exposed_of(vm, v)), v.enabled)
+    # The limit is an upper bound on the priority value: some candidate passes it exactly
+    # when the best one (by the shadow priorities) does. v2/v3 "<=" (v2's shortcut for a
+    # limit of 32 answers as the loop does); final "<" (a4a645584793).
+    if best_priority_ppi(v.prio, cand, &p) < 0:
         return False
     return (p < limit) if vm.prof.wake_strict else (p <= limit)
 
 
+cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # What kvm_vcpu_check_block wakes on, as far as the model has state for it:
+    # kvm_arch_vcpu_runnable (the HCR_EL2 VI/VF lines of a userspace irqchip, or
+    # kvm_vgic_vcpu_pending_irq), then kvm_cpu_has_pending_timer: v2/v3 26/36 true when the
+    # vtimer or ptimer should fire (a recorded timer line is high); final only the WFIT
+    # deadline, which the model has no clock for (fbcbf259d97d removed the timer state).
+    if v.cpu_lines or vgic_pending(vm, v):
+        return True
+    return vm.prof.wake_on_timer and \
+        (v.timer_level & ((1 << TIMER_VTIMER) | (1 << TIMER_PTIMER))) != 0
+
+
 cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
-    # vgic_v5_put with IN_WFI: the shadow priorities are synced only here (v3/final).
-    if not vm.prof.sync_prio_on_check:
-        sync_priorities(vm, v)
+    # vgic_v5_put with IN_WFI: v3/final sync the exposed PPIs' shadow priorities here (v2 at
+    # its wake check instead).
+    if vm.prof.prio_sync == PRIO_SYNC_EXPOSED_AT_PUT:
+        sync_priorities(vm, v, True)
 
 
 # --- the guest's CPU interface (hardware behaviour while loaded) -------------------------------

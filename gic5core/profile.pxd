@@ -14,18 +14,33 @@ cdef enum exposure_rule_t:
     EXPOSE_VCPU0_EVERY_FIRST_RUN = 1  # v3: impl & (owners of vCPU 0 | SW_PPI), each first run
     EXPOSE_VCPU0_ONCE = 2             # final: same, once per VM (SW_PPI bit = "finalized")
 
+cdef enum wake_rule_t:
+    WAKE_V2_EXIT_IMAGES = 0  # v2 19/36: shadow non-empty, then enabler_exit & pendr_exit
+    WAKE_V3_SHADOW = 1       # v3 21/36: shadow non-empty, then the ENABLER image & the shadow
+    WAKE_KVM_STATE = 2       # final: exposed PPIs, irq->enabled and irq_is_pending / hw line
+
+cdef enum prio_sync_t:
+    PRIO_SYNC_ALL_AT_CHECK = 0   # v2: vgic_v5_has_pending_ppi syncs all PPIs' priorities itself
+    PRIO_SYNC_EXPOSED_AT_PUT = 1  # v3/final: vgic_v5_put with IN_WFI syncs the exposed PPIs
+
 ctypedef struct profile_t:
     unsigned int nr_ppis             # VGIC_V5_NR_PRIVATE_IRQS: 128 (v2, v3) or 64 (final)
     int umask_rule                   # umask_rule_t: how CTRL_INIT computes userspace_ppis
     bint gate_by_umask               # KVM_IRQ_LINE refuses PPIs outside userspace_ppis (v3+)
     int exposure_rule                # exposure_rule_t: how the first run computes the exposed set
-    bint trap_wide                   # v2 traps SPENDR/CPENDR/SACTIVER/CACTIVER/PRIORITYR writes
-    bint fold_changed_only           # v2/v3: fold only PPIs whose pend/active bit changed
-    bint fold_skips_dvi              # v3: the changed-bits fold skips DVI PPIs
+    bint trap_wide                   # v2 22/36: SPENDR/CPENDR/SACTIVER/CACTIVER/PRIORITYR writes
+                                     # trap too, and every handler writes only the entry images
+    bint pendr_shadow                # v2/v3: cpu_if->vgic_ppi_pendr, written by set_pending_state,
+                                     # copied raw to the entry PENDR, ORed at fold (~HMR bits)
+    bint fold_changed_only           # v2/v3: the fold visits only PPIs whose image bits changed
+    bint fold_changed_enabler        # v2: ENABLER entry/exit differences count as changed too
+    bint fold_skips_dvi              # v2/v3: the changed-bits fold skips DVI PPIs
     bint clear_edge_latch_on_entry   # final: the edge latch moves to PENDR and is cleared
+    int wake_rule                    # wake_rule_t: which state vgic_v5_has_pending_ppi reads
     bint wake_strict                 # final: priority < limit (v2/v3: <=)
     bint wake_checks_en              # final: limit 0 when ICH_VMCR_EL2.EN is clear
-    bint wake_fast_path              # v2: nothing active and something pending -> wake
-    bint sync_prio_on_check          # v2: the predicate syncs priorities itself (else at WFI put)
+    bint wake_on_timer               # v2/v3: kvm_cpu_has_pending_timer is true when the vtimer
+                                     # or ptimer should fire (fixes-1 fbcbf259 removed it)
+    int prio_sync                    # prio_sync_t: when the shadow priorities follow PRIORITYR
 
 cdef int profile_load(str name, profile_t* out) except -1

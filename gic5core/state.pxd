@@ -9,12 +9,17 @@
 #   directly); pending_latch bits exist only for it.
 # - owned bits are PPIs 23 (PMU), 27 (vtimer), 30 (ptimer) only: the owner of each is implied
 #   by the PPI number, because V5 forces the architected numbers before any owner is set.
-# - hw (DVI) bits are 27 and 30 only, set with their owners at the vCPU's first run.
+# - hw (DVI) bits are 27 and 30 only, set with their owners at the vCPU's first run
+#   (kvm_timer_enable -> kvm_vgic_map_phys_irq -> vgic_v5_set_ppi_dvi); never masked by the
+#   exposed set.
 # - vcpu_t is allocated with only 2 * nr_ppis bytes of prio (vcpu_alloc_size): nothing may
 #   touch prio[2 * nr_ppis ...]; accessors take the VM to know nr_ppis.
 # - The ICH_* image fields mean "the hardware registers" only while loaded == 1; between
-#   runs they keep the last exit's values (the vCPU's saved copy), which the next flush
-#   restores or overwrites.
+#   runs they keep the last exit's values (the vCPU's saved copy). The next flush restores
+#   ACTIVER and ENABLER as they are (the kernel's entry images are the last exit's, or what a
+#   trap handler wrote) and rewrites PENDR and DVIR.
+# - The hardware image holds state only for implemented PPIs: every ICH_* mask is a subset of
+#   vm.impl (the bits of unimplemented PPIs are RES0).
 # - vm.lock protects every field of the VM and all its vCPUs; every core entry point takes it
 #   (see vm.pyx for the list of what is atomic against what).
 
@@ -92,8 +97,14 @@ ctypedef struct vcpu_t:
     uint64_t apr             # ICH_APR_EL2 while loaded: bit p = priority p active
     uint64_t saved_vmcr      # vgic_vmcr: VMCR saved at the last exit (wake predicate input)
     uint64_t saved_apr       # vgic_apr: APR saved at the last put (wake predicate input)
-    mask128 pendr_entry      # v2/v3: PENDR as written at entry (changed-bits fold)
+    mask128 pendr_entry      # v2/v3: the entry pending image (the raw shadow copied at flush)
     mask128 activer_entry    # v2/v3: ACTIVER as written at entry (changed-bits fold)
+    mask128 enabler_entry    # v2: ENABLER as written at entry (its fold compares it too)
+    mask128 pendr_shadow     # v2/v3: cpu_if->vgic_ppi_pendr, KVM's pending shadow: assigned
+                             # irq_is_pending at each valid non-DVI injection, ORed with the
+                             # exit PENDR minus HMR bits at fold, never cleared by the guest
+    mask128 pendr_exit       # v2: vgic_ppi_pendr_exit (the shadow at flush, PENDR at exit)
+    mask128 enabler_exit     # v2: vgic_ich_ppi_enabler_exit (ENABLER at the last exit)
     # --- vCPU configuration and lifecycle ---
     uint32_t vcpu_id         # KVM vcpu_id (0..511)
     uint32_t pmu_irq         # KVM_ARM_VCPU_PMU_V3_IRQ value; 0 = not set

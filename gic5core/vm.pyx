@@ -39,7 +39,7 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_si
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS)
 from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
-                           has_pending, kvm_pending, exposed_of, put_wfi)
+                           has_pending, vgic_pending, kvm_pending, exposed_of, put_wfi)
 
 cdef enum:
     KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -580,11 +580,20 @@ cdef class VmCore:
         return self.locked_mask(&self.vcpu_at(index).enabled)
 
     def _has_pending_irq(self, int index):
-        """_has_pending_irq(index) -> bool: the profile's wake-up predicate on saved state."""
+        """_has_pending_irq(index) -> bool: what kvm_vcpu_check_block would wake on (ppi.pxd)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef bint r
         gic5_lock(&self.vm.lock)
         r = has_pending(&self.vm, v)
+        gic5_unlock(&self.vm.lock)
+        return r
+
+    def _vgic_pending_irq(self, int index):
+        """_vgic_pending_irq(index) -> bool: kvm_vgic_vcpu_pending_irq alone (ppi.pxd)."""
+        cdef vcpu_t* v = self.vcpu_at(index)
+        cdef bint r
+        gic5_lock(&self.vm.lock)
+        r = vgic_pending(&self.vm, v)
         gic5_unlock(&self.vm.lock)
         return r
 

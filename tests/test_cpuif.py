@@ -280,10 +280,10 @@ def test_edge_injected_after_ack_in_the_same_run_survives(make_vm, sw_word, gues
         assert cpu.cdia() is None
 
 
-@pytest.mark.parametrize("profile_", ["v3", "final"])
-def test_acknowledged_and_deactivated_edge_does_not_come_back(make_vm, sw_word, guest_ready,
-                                                              profile_):
-    s = make_vm(profile_, 1)
+def test_acknowledged_and_deactivated_edge_does_not_come_back(make_vm, sw_word, guest_ready):
+    """final vgic_v5_flush_ppi_state clears the edge latch it hands to PENDR (v3 re-delivers
+    the edge instead: tests/test_fidelity.py)."""
+    s = make_vm("final", 1)
     s.vm.irq_line(sw_word(0), 1)
     with s.vcpu.run() as cpu:
         guest_ready(cpu)
@@ -565,15 +565,17 @@ def test_wfi_results(make_vm, sw_word, case, want):
     s = make_vm("final", 1)
     with s.vcpu.run() as cpu:
         cpu.write_ppi_priority(SW, 4)
-        cpu.write_ppi_enabler(0, 0 if case == "pending-not-enabled" else 0x8)
+        cpu.write_ppi_priority(VT, 4)
+        # (Enabled before the edge is raised: a trapped ENABLER write is an exit and an
+        # entry, which would hand a raised edge to PENDR at once.)
+        enable = 0 if case == "pending-not-enabled" else 0x8
+        cpu.write_ppi_enabler(0, enable | (1 << VT if case == "active-same-priority" else 0))
         cpu.write_pcr(3 if case == "above-mask" else 4)
         cpu.write_cr0(case != "cr0-off")
         if case != "nothing-pending":
             s.vm.irq_line(sw_word(0), 1)
         if case == "active-same-priority":
             # a vtimer at the same priority is running
-            cpu.write_ppi_priority(VT, 4)
-            cpu.write_ppi_enabler(0, 0x8 | 1 << VT)
             s.vcpu.timer_line("vtimer", 1)
             assert cpu.cdia() == 0x2000001B
         if case == "already-acked":

@@ -97,14 +97,19 @@ def test_qemu_irq_words_refuses_bad_ids(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("profile", ["v3", "final"])
 def test_selftest_round_trip(profile: str, tmp_path: pathlib.Path) -> None:
     r = run(tmp_path, "selftest_round_trip.py", "--profile", profile, "--rounds", "3")
-    assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("guest: ENABLER0 reads 0x8 ")
     for n in (1, 2, 3):
         assert f"round {n}: guest CDIA -> 0x20000003" in lines
         assert f"round {n}: guest CDDI + CDEOI; CDIA again -> None" in lines
     assert r.stdout.count("CDIA -> 0x") == 3
-    assert lines[-1] == "ok: 3 round(s), SW_PPI delivered exactly once each"
+    if profile == "final":
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert lines[-1] == "ok: 3 round(s), SW_PPI delivered exactly once each"
+    else:
+        # v3 19/36: the fold ORs into the latch and nothing clears it: the edge comes back.
+        assert r.returncode == 1
+        assert lines[-1] == "FAILED: 0x20000003 acknowledged after the last round"
 
 
 def test_selftest_round_trip_fails_on_v2(tmp_path: pathlib.Path) -> None:

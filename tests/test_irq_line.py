@@ -207,7 +207,9 @@ def test_sw_ppi_two_rising_edges_leave_one_pending(make_vm, sw_word, guest_ready
         cpu.cddi(0x20000003)
         cpu.cdeoi()
         assert cpu.cdia() is None
-    assert s.vcpu.pending_ppis() == (0, 0)
+    # final's flush cleared the latch it moved to PENDR; v3's fold never clears it (the taken
+    # edge is pending again at the next entry: tests/test_fidelity.py).
+    assert s.vcpu.pending_ppis() == ((0x8, 0) if profile_ == "v3" else (0, 0))
 
 
 # --- level lines (v2 lets userspace reach them) -------------------------------------------------

@@ -417,7 +417,8 @@ NEEDS_GUEST_OR_KERNEL = [
     ("vm", "nr_ppis", None), ("vm", "impl_ppis", None),
     ("vcpu", "run", ()), ("vcpu", "timer_line", ("vtimer", True)), ("vcpu", "pmu_line", (True,)),
     ("vcpu", "pending_ppis", ()), ("vcpu", "active_ppis", ()), ("vcpu", "enabled_ppis", ()),
-    ("vcpu", "has_pending_irq", ()), ("vcpu", "cpu_lines", ()),
+    ("vcpu", "has_pending_irq", ()), ("vcpu", "vgic_pending_irq", ()),
+    ("vcpu", "cpu_lines", ()),
 ]
 
 

@@ -42,10 +42,13 @@ def test_final_accounting_holds(pattern, threads):
     assert c["injections"] >= 20_000 and c["services"] > 0
 
 
-def test_v3_loses_edges_and_reports_them():
+def test_v3_redelivers_edges_and_reports_them():
+    """v3 19/36 vgic_v5_fold_ppi_state ORs the exit PENDR into the edge latch and its flush
+    never clears it: no edge is lost, every taken edge comes back (counted `redelivered`)."""
     res = gs.run_storm(small(profile="v3"), progress=None)
     c = res["rounds"][0]["counters"]
-    assert c["lost"] > 0 and c["model_mismatch"] > 0
+    assert c["redelivered"] > 0 and c["model_mismatch"] > 0
+    assert c["lost"] == 0
     assert c["accepted"] == c["delivered"] + c["coalesced"] + c["lost"]
 
 
@@ -168,11 +171,12 @@ def test_cli_default_report_and_json(tmp_path):
     assert b["stats"]["min"] <= b["stats"]["median"] <= b["stats"]["max"]
 
 
-def test_cli_reports_v3_losses_and_exits_zero():
+def test_cli_reports_v3_redeliveries_and_exits_zero():
     p = run_cli("--profile", "v3", "--injections", "50000", "--repeat", "1")
     assert p.returncode == 0, p.stderr
     line = next(l for l in p.stdout.splitlines() if l.startswith("redelivered / lost"))
-    assert int(line.split("/")[-1].replace(",", "")) > 0
+    redelivered, lost = (int(x.split()[-1].replace(",", "")) for x in line.split("/"))
+    assert redelivered > 0 and lost == 0
 
 
 def test_cli_bad_arguments():

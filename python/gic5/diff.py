@@ -594,7 +594,9 @@ def userspace_ppis(kvm: Any) -> None:
 def selftest_round_trip(kvm: Any) -> None:
     """The kernel selftest's SW_PPI round trip: the guest enables SW_PPI, userspace raises it,
     the guest acknowledges, deactivates and drops priority. On v2 SW_PPI is never exposed
-    (inverted finalize test), so the enable reads back 0 and the guest never sees the edge."""
+    (inverted finalize test), so the enable reads back 0 and the guest never takes the edge.
+    On v3 the taken edge comes back at the last run: its fold ORs into a latch that nothing
+    clears (the fix, "Transfer edge pending state to ICH_PPI_PENDRx_EL2", came later)."""
     vm, (vcpu,), dev = _vm_with_device(kvm)
     _get_userspace_ppis(dev)
     with vcpu.run() as cpu:
@@ -657,20 +659,28 @@ def exposure_order(kvm: Any) -> None:
 
 @_builtin()
 def wake_compare(kvm: Any) -> None:
-    """The WFI wake-up predicate (spec 7.6): the vtimer pending at priority VPMR + 1 wakes v2
-    and v3 (`<=`) but not final (`<`); at VPMR + 2 only v2's fast path wakes; with the CPU
-    interface disabled (CR0.EN = 0) only final, which checks EN, stays asleep. The guest can
-    take none of them (CDIA answers nothing)."""
+    """The WFI block check (spec 7.6, 11): SW_PPI pending at priority VPMR + 1 (on v2, which
+    never exposes SW_PPI, the level PPI 26 its userspace may drive; EINVAL elsewhere) wakes
+    v2 and v3 (`<=`) but not final (`<`); at VPMR + 2 nothing wakes (v2 has no "nothing
+    active" fast path); a vtimer line the guest never enabled still wakes v2 and v3, whose
+    kvm_cpu_has_pending_timer wakes on a timer that should fire; with the CPU interface
+    disabled (CR0.EN = 0) only final, which checks EN, stays asleep. The guest can take none
+    of them (CDIA answers nothing)."""
     vm, (vcpu,), dev = _vm_with_device(kvm)
+    vm.irq_line(_ppi(SW), 1)
+    vm.irq_line(_ppi(uapi.GICV5_ARCH_PPI_CNTHP), 1)
+    both = 1 << SW | 1 << uapi.GICV5_ARCH_PPI_CNTHP
     with vcpu.run() as cpu:
-        cpu.write_ppi_priority(VT, 5)
-        cpu.write_ppi_enabler(0, 1 << VT)
+        cpu.write_ppi_priority(SW, 5)
+        cpu.write_ppi_priority(uapi.GICV5_ARCH_PPI_CNTHP, 5)
+        cpu.write_ppi_enabler(0, both)
         cpu.write_pcr(4)
         cpu.write_cr0(True)
-        vcpu.timer_line("vtimer", True)
         cpu.wfi()
         cpu.cdia()
         cpu.write_pcr(3)
+        cpu.wfi()
+        vcpu.timer_line("vtimer", True)
         cpu.wfi()
         cpu.write_pcr(31)
         cpu.write_cr0(False)
@@ -682,9 +692,10 @@ def wake_compare(kvm: Any) -> None:
 @_builtin()
 def edge_latch(kvm: Any) -> None:
     """A second SW_PPI edge raised while the guest runs, after it acknowledged the first
-    (spec 7.4/7.5): v3 keeps the latch on entry and folds changed bits by assignment, so the
-    exit writes the acknowledged PENDR 0 over the new edge (lost); final moves the edge to
-    hardware on entry and ORs on exit (kept). v2 never exposes SW_PPI: the latch just sits."""
+    (spec 7.4/7.5, 11): final moves the edge to hardware on entry and ORs it back on exit, so
+    the new edge is kept; v3 ORs too, but its latch was never cleared at entry, so the edge
+    is there whether or not the second one came (it re-delivers every taken edge). v2 never
+    exposes SW_PPI: the guest never takes it, and the latch just sits."""
     vm, (vcpu,), dev = _vm_with_device(kvm)
     vm.irq_line(_ppi(SW), 1)
     with vcpu.run() as cpu:
@@ -707,7 +718,9 @@ def ppi_count(kvm: Any) -> None:
     """128 PPIs (v2, v3) against 64 (final), on a host implementing all 128: a timer attribute
     naming PPI 64, KVM_IRQ_LINE of PPI 64, and the upper register bank (ENABLER1, PRIORITYR of
     PPI 64, SPENDR1). Final accepts and ignores ENABLER1 and has no upper bank; v3 has one but
-    exposes none of it; v2 exposes everything implemented."""
+    exposes none of it; v2 exposes everything implemented, and the level PPI 64 it accepted
+    reaches the guest's PENDR1. The SPENDR1 write changes nothing: PPI 65 is Level (its
+    pending bit is read-only), and v2's trap handler writes an image its flush rebuilds."""
     vm = kvm.create_vm()
     vcpu = vm.create_vcpu(0)
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
@@ -727,9 +740,11 @@ def ppi_count(kvm: Any) -> None:
 
 @_builtin()
 def trapped_regs(kvm: Any) -> None:
-    """Guest register writes (spec 7.3): v2 traps pending, active and priority writes and masks
-    them by the exposed set (SW_PPI is not exposed there, PPI 26 is); v3 and final send them to
-    the hardware, which keeps the bits of every implemented PPI."""
+    """Guest register writes (spec 7.3, 11): v2 traps pending, active and priority writes and
+    masks them by the exposed set (SW_PPI is not exposed there, PPI 26 is); its pending
+    handler writes an entry image that the next flush rebuilds, so SPENDR does nothing. v3 and
+    final send them to the hardware, which keeps the bits of every implemented PPI, except a
+    Level PPI's pending bit (PPI 26), which is read-only."""
     vm, (vcpu,), dev = _vm_with_device(kvm)
     both = 1 << SW | 1 << uapi.GICV5_ARCH_PPI_CNTHP
     with vcpu.run() as cpu:

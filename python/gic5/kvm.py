@@ -505,8 +505,18 @@ class Vcpu:
         return self._vm._enabled_ppis(self._index)
 
     def has_pending_irq(self) -> bool:
-        """The profile's wake-up predicate (kvm_vgic_vcpu_pending_irq) on the saved state."""
+        """What the kernel's block check (kvm_vcpu_check_block) would wake on now.
+
+        kvm_arch_vcpu_runnable (the IRQ/FIQ lines of a userspace irqchip, or
+        ``vgic_pending_irq()``), then kvm_cpu_has_pending_timer: on v2/v3 a timer that should
+        fire (its recorded line is high) wakes the vCPU, on final only the WFIT deadline,
+        which the model has no clock for. The same answer ``cpu.wfi()`` returns.
+        """
         return self._vm._has_pending_irq(self._index)
+
+    def vgic_pending_irq(self) -> bool:
+        """kvm_vgic_vcpu_pending_irq alone (vgic_v5_has_pending_ppi) on the saved state."""
+        return self._vm._vgic_pending_irq(self._index)
 
     def cpu_lines(self) -> tuple[bool, bool]:
         """The (IRQ, FIQ) lines driven by KVM_ARM_IRQ_TYPE_CPU words (no in-kernel GIC)."""

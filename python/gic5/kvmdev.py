@@ -727,10 +727,19 @@ class KvmVcpu(_AttrFd):
     def has_pending_irq(self) -> NoReturn:
         """Kernel-internal: always raises NotImplementedError.
 
-        kvm_vgic_vcpu_pending_irq() (the WFI wake-up test on the saved VGIC state) is called
-        only inside the kernel; userspace cannot ask it.
+        kvm_vcpu_check_block() (the WFI wake-up test on the saved VGIC state and the timers)
+        runs only inside the kernel; userspace cannot ask it.
         """
         _missing("Vcpu.has_pending_irq()", "kvm_vgic_vcpu_pending_irq() on the saved VGIC "
+                 "state " + _KERNEL_STATE)
+
+    def vgic_pending_irq(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        kvm_vgic_vcpu_pending_irq() (the vGIC's part of the block check) is called only
+        inside the kernel; userspace cannot ask it.
+        """
+        _missing("Vcpu.vgic_pending_irq()", "kvm_vgic_vcpu_pending_irq() on the saved VGIC "
                  "state " + _KERNEL_STATE)
 
     def cpu_lines(self) -> NoReturn:
