@@ -162,7 +162,8 @@ cdef inline int inject_ppi_initialised(vm_t* vm, vcpu_t* v, unsigned int ppi, bi
 
 
 cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept nogil:
-    # kvm_vm_ioctl_irq_line for a V5 VM (spec 6.1, 10.3, 10.12). Caller holds vm.lock.
+    # kvm_vm_ioctl_irq_line (arch/arm64/kvm/arm.c) for a V5 VM: v2 23/36, v3 23/36 + 36/36,
+    # final as mainline 7.2 (the lazy init first). Caller holds vm.lock.
     cdef unsigned int irq_type = (irq >> 24) & 0xf
     cdef uint32_t vcpu_id = ((irq >> 16) & 0xff) | (((irq >> 28) & 0xf) << 8)
     cdef unsigned int num = irq & 0xffff
@@ -179,6 +180,12 @@ cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept no
     if irq_type == 2:  # KVM_ARM_IRQ_TYPE_PPI
         if not vm.has_device:
             return -ENXIO
+        if vm.prof.irq_line_lazy_init_first and not vm.initialised:
+            # final (mainline 7.2, 1a8685ed8cd1 "Force vgic init on injection outside the run
+            # loop"): vgic_lazy_init answers EBUSY for an uninitialised V5 VGIC before the vCPU,
+            # range and mask checks. v2/v3: the checks first (v3's empty mask gate: EINVAL; v2
+            # reaches kvm_vgic_inject_irq's lazy init: EBUSY).
+            return -EBUSY
         v = vcpu_by_id(vm, vcpu_id)
         # Unknown vCPU, num >= VGIC_V5_NR_PRIVATE_IRQS and (v3+) a PPI outside userspace_ppis
         # all answer EINVAL, so one test of the precomputed gate (empty bits >= nr) does all.

@@ -27,6 +27,8 @@ ctypedef struct profile_t:
     unsigned int nr_ppis             # VGIC_V5_NR_PRIVATE_IRQS: 128 (v2, v3) or 64 (final)
     int umask_rule                   # umask_rule_t: how CTRL_INIT computes userspace_ppis
     bint gate_by_umask               # KVM_IRQ_LINE refuses PPIs outside userspace_ppis (v3+)
+    bint irq_line_lazy_init_first    # final (mainline 7.2, 1a8685ed8cd1): KVM_IRQ_LINE calls
+                                     # vgic_lazy_init (EBUSY before CTRL_INIT) before any check
     int exposure_rule                # exposure_rule_t: how the first run computes the exposed set
     bint trap_wide                   # v2 22/36: SPENDR/CPENDR/SACTIVER/CACTIVER/PRIORITYR writes
                                      # trap too, and every handler writes only the entry images

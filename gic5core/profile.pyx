@@ -16,9 +16,11 @@ PROFILES = ("v2", "v3", "final")
 
 PROFILE_DATA = {
     # Each value names the kernel code it follows: the v2 posting (20251219155222.1383109), the
-    # v3 posting (20260109170400.1585048) and mainline after the 7.1 fixes ("final").
+    # v3 posting (20260109170400.1585048) and mainline 7.2/7.3 ("final": the 7.1 code with the
+    # fix batches and the "lazy vgic init" fixes merged for 7.2).
     "v2": dict(
         nr_ppis=128, umask_rule=UMASK_V2_INDEX_AS_BITMAP, gate_by_umask=False,
+        irq_line_lazy_init_first=False,
         exposure_rule=EXPOSE_V2_PER_VCPU_INVERTED, trap_wide=True, pendr_shadow=True,
         fold_changed_only=True, fold_changed_enabler=True, fold_skips_dvi=True,
         clear_edge_latch_on_entry=False, wake_rule=WAKE_V2_EXIT_IMAGES, wake_strict=False,
@@ -26,6 +28,7 @@ PROFILE_DATA = {
     ),
     "v3": dict(
         nr_ppis=128, umask_rule=UMASK_SINGLE_BIT, gate_by_umask=True,
+        irq_line_lazy_init_first=False,
         exposure_rule=EXPOSE_VCPU0_EVERY_FIRST_RUN, trap_wide=False, pendr_shadow=True,
         fold_changed_only=True, fold_changed_enabler=False, fold_skips_dvi=True,
         clear_edge_latch_on_entry=False, wake_rule=WAKE_V3_SHADOW, wake_strict=False,
@@ -33,6 +36,7 @@ PROFILE_DATA = {
     ),
     "final": dict(
         nr_ppis=64, umask_rule=UMASK_SINGLE_BIT, gate_by_umask=True,
+        irq_line_lazy_init_first=True,
         exposure_rule=EXPOSE_VCPU0_ONCE, trap_wide=False, pendr_shadow=False,
         fold_changed_only=False, fold_changed_enabler=False, fold_skips_dvi=False,
         clear_edge_latch_on_entry=True, wake_rule=WAKE_KVM_STATE, wake_strict=True,

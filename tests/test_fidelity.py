@@ -303,6 +303,28 @@ def test_11_v2_pending_writes_have_no_effect(make_vm):
         assert cpu.read_ppi_spendr(0) == 1 << HP
 
 
+# --- 12. KVM_IRQ_LINE for a PPI before CTRL_INIT ----------------------------------------------------
+
+@pytest.mark.parametrize("profile_, code", [("v2", errno.EBUSY), ("v3", errno.EINVAL),
+                                            ("final", errno.EBUSY)])
+@pytest.mark.parametrize("vcpu_id, num", [(0, SW), (9, SW), (0, 64), (0, 0xFFFF)])
+def test_12_ppi_before_ctrl_init(make_vm, fails, profile_, code, vcpu_id, num):
+    """kvm_vm_ioctl_irq_line (arch/arm64/kvm/arm.c) with a V5 device but no CTRL_INIT. final
+    follows mainline 7.2/7.3, where 1a8685ed8cd1 ("KVM: arm64: vgic-v2: Force vgic init on
+    injection outside the run loop", merged with the kvmarm-7.2 tag, 751d041a13bd) calls
+    vgic_lazy_init first, which answers EBUSY for any model but V2: before the vCPU lookup,
+    the range and the mask gate. v3's 36/36 gates on the still-empty mask first (EINVAL, a
+    missing vCPU or a range error being EINVAL too); v2 has no gate, and its
+    kvm_vgic_inject_irq's vgic_lazy_init answers EBUSY once the lookup and the range pass.
+    (gic5 answered EINVAL on final.)"""
+    s = make_vm(profile_, 1, init=False)
+    if profile_ != "final" and (vcpu_id != 0 or num >= s.vm.nr_ppis):
+        code = errno.EINVAL
+    with fails(code):
+        s.vm.irq_line(word(num, vcpu_id), 1)
+    assert s.vcpu.pending_ppis() == (0, 0)
+
+
 # --- the tests a mutation run showed missing ------------------------------------------------------
 
 def test_cdeoi_drops_only_the_highest_of_nested_active_priorities(make_vm):

@@ -618,7 +618,9 @@ def selftest_round_trip(kvm: Any) -> None:
 @_builtin()
 def irq_line_gate(kvm: Any) -> None:
     """KVM_IRQ_LINE's PPI checks (spec 6.1, 10.12): v2 has no mask gate (any id below 128,
-    EBUSY before INIT); v3 gates on USERSPACE_PPIS (only 3); final also cuts the range to 64."""
+    EBUSY before INIT); v3 gates on USERSPACE_PPIS (only 3; EINVAL before INIT, the mask being
+    empty); final also cuts the range to 64, and answers EBUSY before INIT (mainline 7.2 calls
+    vgic_lazy_init before any check)."""
     vm, (vcpu,), dev = _vm_with_device(kvm, init=False)
     vm.irq_line(_ppi(SW), 1)
     dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
