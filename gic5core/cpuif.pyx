@@ -21,6 +21,7 @@ from gic5core.mask cimport mask128, test_bit, bitmap_and
 from gic5core.state cimport vm_t, vcpu_t, gic5_lock, gic5_unlock, PPI_INTID_BASE
 from gic5core.ppi cimport (exposed_of, guest_pending, image_priority, image_set_priority,
                            cpu_cdia, cpu_cdeoi, cpu_cddi, fold, put_wfi, has_pending, flush,
+                           vcpu_load,
                            VMCR_EN, VMCR_VPMR_SHIFT, PRIO_MASK)
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
@@ -281,6 +282,7 @@ cdef class CpuIf:
         fold(vm, v)
         put_wfi(vm, v)
         wake = has_pending(vm, v)
+        vcpu_load(vm, v)
         flush(vm, v)
         self.leave()
         return wake

@@ -240,9 +240,9 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
 # --- entry flush / exit fold ----------------------------------------------------------------------
 
 cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
-    # Guest entry: vgic_v5_flush_ppi_state, then __vgic_v5_restore_ppi_state (hyp/vgic-v5-sr.c)
-    # and the VMCR/APR restore of vgic_v5_load. The image is hardware: it holds only
-    # implemented PPIs, so every register written here is cut to vm.impl.
+    # Guest entry: vgic_v5_flush_ppi_state, then __vgic_v5_restore_ppi_state (hyp/vgic-v5-sr.c).
+    # The image is hardware: it holds only implemented PPIs, so every register written here is
+    # cut to vm.impl.
     cdef mask128 e, pend
     # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
     # not cut to the exposed set.
@@ -267,8 +267,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     # time!"), ENABLER what the trapped write handler left. Nothing rebuilds either from KVM's
     # active / enabled flags. A 64-PPI profile writes the upper bank as zero: every mask here
     # is cut to vm.impl, itself cut to nr_ppis, so those bits and bytes are always zero.
-    v.vmcr = v.saved_vmcr
-    v.apr = v.saved_apr
+    # VMCR and APR are not touched: vcpu_load restores them (a trapped exit has no put/load).
     if vm.prof.fold_changed_only:
         # The changed-bits fold (v2/v3) compares the exit image with these entry images.
         v.activer_entry = v.ich_activer
@@ -328,10 +327,23 @@ cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
         v.pendr_shadow = bitmap_or(v.pendr_shadow, bitmap_andnot(v.ich_pendr, hmr_of(vm, v)))
         v.pendr_exit = v.ich_pendr
         v.enabler_exit = v.ich_enabler
-    v.saved_vmcr = v.vmcr
-    v.saved_apr = v.apr
+    v.saved_vmcr = v.vmcr       # __vgic_v5_save_state: VMCR at every exit (APR: at the put)
     v.ich_dvir = bitmap_zero()  # "Now that we are done, disable DVI"
     v.loaded = 0
+
+
+cdef inline void vcpu_load(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # vgic_v5_load (all profiles): __vgic_v5_restore_vmcr_apr writes ICH_VMCR_EL2 and
+    # ICH_APR_EL2 from the saved copies. Then the entry proper (flush).
+    v.vmcr = v.saved_vmcr
+    v.apr = v.saved_apr
+
+
+cdef inline void vcpu_put(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # vgic_v5_put without IN_WFI (all profiles): __vgic_v5_save_apr, the only place APR is
+    # saved. A trapped exit handled inside KVM_RUN (a trapped register write) has no put, so
+    # the wake check keeps reading the APR of the last put.
+    v.saved_apr = v.apr
 
 
 # --- the block check (kvm_vcpu_check_block) -----------------------------------------------------
@@ -388,8 +400,9 @@ cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 
 cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
-    # vgic_v5_put with IN_WFI: v3/final sync the exposed PPIs' shadow priorities here (v2 at
-    # its wake check instead).
+    # vgic_v5_put with IN_WFI: APR saved, then v3/final sync the exposed PPIs' shadow
+    # priorities (v2 at its wake check instead).
+    vcpu_put(vm, v)
     if vm.prof.prio_sync == PRIO_SYNC_EXPOSED_AT_PUT:
         sync_priorities(vm, v, True)
 

@@ -10,15 +10,19 @@ class _ProfileSwitches(TypedDict):
     nr_ppis: int
     umask_rule: int
     gate_by_umask: bool
+    irq_line_lazy_init_first: bool
     exposure_rule: int
     trap_wide: bool
+    pendr_shadow: bool
     fold_changed_only: bool
+    fold_changed_enabler: bool
     fold_skips_dvi: bool
     clear_edge_latch_on_entry: bool
+    wake_rule: int
     wake_strict: bool
     wake_checks_en: bool
-    wake_fast_path: bool
-    sync_prio_on_check: bool
+    wake_on_timer: bool
+    prio_sync: int
 
 PROFILES: tuple[str, ...]
 PROFILE_DATA: dict[str, _ProfileSwitches]

@@ -38,8 +38,8 @@ import numpy as np
 from gic5core.mask cimport test_bit, bitmap_empty, bitmap_and
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
                              PPI_CNTV, PPI_CNTP, OWNER_KERNEL, vcpu_alloc_size)
-from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, cpu_cdia, cpu_cddi,
-                           cpu_cdeoi, kvm_pending, vcpu_by_id)
+from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, vcpu_load, vcpu_put,
+                           cpu_cdia, cpu_cddi, cpu_cdeoi, kvm_pending, vcpu_by_id)
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
 
@@ -125,14 +125,21 @@ cdef inline void edge_accepted(uint8_t* truth, counters_t* c) noexcept nogil:
         truth[0] |= T_EDGE_L
 
 
-cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth) noexcept nogil:
+cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, bint load) noexcept nogil:
+    # load: a KVM_RUN's entry (vcpu_load, then the flush); else the re-entry after a trap.
+    if load:
+        vcpu_load(vm, v)
     flush(vm, v)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
 
 
-cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, counters_t* c) noexcept nogil:
+cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, counters_t* c,
+                            bint put) noexcept nogil:
+    # put: the run's exit to userspace (the fold, then vcpu_put); else a trap handled in KVM.
     fold(vm, v)
+    if put:
+        vcpu_put(vm, v)
     if truth[0] & T_EDGE_H:
         truth[0] &= ~T_EDGE_H
         if truth[0] & T_EDGE_L:
@@ -171,8 +178,8 @@ cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
             # that is an exit and a re-entry, after which PENDR follows the line again.
             inject_ppi(vm, v, ppi, False, OWNER_KERNEL)
             if not test_bit(ppi, &v.hw):
-                guest_exit(vm, v, truth, c)
-                guest_entry(vm, v, truth)
+                guest_exit(vm, v, truth, c, False)
+                guest_entry(vm, v, truth, False)
         else:
             c.level_violations += 1
     cpu_cddi(vm, v, 0x20000000u | <uint32_t>ppi)
@@ -185,7 +192,7 @@ cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run
     # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
     # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
     cdef int ppi, acks = 0, rc
-    guest_entry(vm, v, truth)
+    guest_entry(vm, v, truth, True)
     c.services += 1
     while acks < MAX_SERVICE_ACKS:
         ppi = cpu_cdia(vm, v)
@@ -201,7 +208,7 @@ cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run
                 edge_accepted(truth, c)
             else:
                 c.rejected += 1
-    guest_exit(vm, v, truth, c)
+    guest_exit(vm, v, truth, c, True)
     return acks
 
 

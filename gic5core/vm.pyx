@@ -39,7 +39,8 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_si
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS)
 from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
-                           has_pending, vgic_pending, kvm_pending, exposed_of, put_wfi)
+                           has_pending, vgic_pending, kvm_pending, exposed_of, vcpu_load,
+                           vcpu_put)
 
 cdef enum:
     KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -521,7 +522,7 @@ cdef class VmCore:
     # --- KVM_RUN ----------------------------------------------------------------------------------
 
     def _run_enter(self, int index):
-        """_run_enter(index) -> None: KVM_RUN up to guest entry (first-run work, then flush)."""
+        """_run_enter(index) -> None: KVM_RUN up to guest entry (first-run work, load, flush)."""
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef int rc = 0
         gic5_lock(&self.vm.lock)
@@ -535,6 +536,7 @@ cdef class VmCore:
         if rc == 0:
             v.running = 1
             if self.vm.has_device:
+                vcpu_load(&self.vm, v)
                 flush(&self.vm, v)
         gic5_unlock(&self.vm.lock)
         check(rc)
@@ -546,6 +548,7 @@ cdef class VmCore:
         if v.running:
             if v.loaded:
                 fold(&self.vm, v)
+                vcpu_put(&self.vm, v)  # back to userspace: vcpu_put
             v.running = 0
         gic5_unlock(&self.vm.lock)
 

@@ -426,3 +426,24 @@ def test_v2_enable_reaches_kvm_only_through_a_changed_bit(make_vm):
         assert cpu.cdia() == uapi.ppi_intid(HP)      # ACTIVER changes
     assert s.vcpu.enabled_ppis() == (1 << HP, 0)
     assert s.vcpu.active_ppis() == (1 << HP, 0)
+
+
+@pytest.mark.parametrize("profile_", ["v3", "final"])
+def test_apr_is_saved_at_the_put_not_at_a_trapped_exit(make_vm, profile_):
+    """__vgic_v5_save_state saves ICH_VMCR_EL2 at every exit, but ICH_APR_EL2 is saved only by
+    vgic_v5_put (__vgic_v5_save_apr), and a trapped register write is an exit handled inside
+    KVM_RUN, with no put: the vGIC check keeps reading the APR of the last put. SW_PPI taken
+    at priority 0, then a trapped ENABLER write: the saved APR is still empty, so the vtimer
+    (priority 0, line high) counts; once the run ends (a put), priority 0 active makes the
+    limit 0."""
+    s = make_vm(profile_, 1)
+    s.vm.irq_line(word(SW), 1)
+    with s.vcpu.run() as cpu:
+        ready(cpu, [SW, VT])
+        assert cpu.cdia() == SW_INTID                # APR {0}, live
+        s.vcpu.timer_line("vtimer", True)
+        cpu.write_ppi_enabler(0, 1 << SW | 1 << VT)  # trapped: exit, handler, entry
+        # final: the vtimer's line; v3: SW_PPI, whose shadow bit nothing clears
+        assert s.vcpu.vgic_pending_irq() is True
+        assert cpu.read_ppi_sactiver(0) == 1 << SW
+    assert s.vcpu.vgic_pending_irq() is False        # the put saved APR {0}: limit 0
