@@ -23,7 +23,9 @@
 #           model_mismatch = exits where the model's latch disagrees with the truth
 #   levels: raised = level_delivered + withdrawn + level_stuck
 #           level_violations = level PPIs acknowledged while their line was low
-#   final must show lost = redelivered = model_mismatch = level_violations = level_stuck = 0.
+#   final must show lost = redelivered = model_mismatch = level_violations = level_stuck = 0;
+#   v3 shows redelivered edges (its latch is never cleared), v2 lost ones (SW_PPI is never
+#   exposed, so no edge is ever taken).
 
 """The closed-loop storm engine (storm_run, PATTERNS), the speed-of-light baseline
 bare_inject_loop and the compiled-call floor CallFloor; see docs/storm.md.
