@@ -7,10 +7,15 @@
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Self, disjoint_base
+from typing_extensions import disjoint_base
 
 def as_u32_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.uint32]:
     """A C-contiguous uint32 copy/view of a 1-D integer array or sequence (ValueError/TypeError)."""
+
+def batch_arrays(
+    irqs: npt.ArrayLike, levels: npt.ArrayLike
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    """irq_line_batch's arguments as equal-length uint32 arrays (ValueError/TypeError)."""
 
 def vcpu_state_size(profile: str = "final") -> int:
     """Bytes of C state create_vcpu allocates per vCPU on ``profile`` (sized by its PPI count)."""
@@ -27,9 +32,6 @@ class VmCore:
     @property
     def profile(self) -> str:
         """The profile's name ("v2", "v3" or "final")."""
-    @property
-    def core(self) -> Self:
-        """The VmCore itself (gic5.Vm is one)."""
     @property
     def nr_ppis(self) -> int:
         """VGIC_V5_NR_PRIVATE_IRQS of the profile: 128 (v2, v3) or 64 (final)."""

@@ -11,36 +11,36 @@
 #
 # What is atomic against what (the kernel takes the target IRQ's raw spinlock for an
 # injection and config_lock for configuration):
-# - vm.lock is one spinlock per VM held for the whole of every core call: a per-call irq_line, a whole chunk of a batch, a first run + flush, a fold, one
-#   guest instruction, one attribute operation, one inspection. So every core call is atomic against every other on
-#   the same VM, which is stronger than the kernel's per-IRQ lock and therefore enough: any
+# - vm.lock is one spinlock per VM held for the whole of every core call: a per-call
+#   irq_line, a whole chunk of a batch, a first run + flush, a fold, one guest instruction,
+#   one attribute operation, one inspection. So every core call is atomic against every
+#   other on the same VM, which is stronger than the kernel's per-IRQ lock and therefore enough: any
 #   interleaving of gic5 calls is a serial order the kernel could also have produced.
 # - The front end's threading.Lock (the config_lock) additionally serialises configuration
 #   sequences that span several core calls (create, INIT, attributes, first run).
 # - Different VMs share nothing: threads working on different VMs never contend.
 
 """VmCore: one VM's KVM-side state and its ioctl-shaped operations (gic5.Vm subclasses it);
-vcpu_state_size(profile) and as_u32_array(values, name).
+vcpu_state_size(profile), as_u32_array(values, name) and batch_arrays(irqs, levels).
 """
 
 from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
-cimport cython
 import numpy as np
 
 from gic5core.errors cimport check_rc as check
 from gic5core.args cimport need_int
-from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, test_bit,
-                            set_bit, assign_bit, bitmap_and)
+from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, set_bit,
+                            bitmap_and)
 from gic5core.profile cimport profile_t, profile_load
-from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS, SW_PPI,
-                             PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS,
+                             SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS)
-from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize, flush, fold,
-                           has_pending, vgic_pending, kvm_pending, exposed_of, vcpu_load,
-                           vcpu_put)
+from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize,
+                           flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
+                           vcpu_load, vcpu_put)
 
 cdef enum:
     KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -83,6 +83,19 @@ def as_u32_array(values, str name):
             and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
         raise ValueError(f"{name} has a value outside 0..2**32-1 (a __u32)")
     return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
+def batch_arrays(irqs, levels):
+    """batch_arrays(irqs, levels) -> (irqs, levels) as equal-length uint32 arrays.
+
+    The argument contract of irq_line_batch on both backends, in one place: each side as
+    as_u32_array converts it, then ValueError when the lengths differ.
+    """
+    w = as_u32_array(irqs, "irqs")
+    lv = as_u32_array(levels, "levels")
+    if w.shape[0] != lv.shape[0]:
+        raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
+    return w, lv
 
 
 cdef inline tuple words(mask128 m):
@@ -181,11 +194,6 @@ cdef class VmCore:
         if index < 0 or index >= self.vm.nr_vcpus:
             raise IndexError(f"no vCPU with index {index}")
         return self.vm.vcpus[index]
-
-    @property
-    def core(self):
-        """The VmCore itself (gic5.Vm is one): the bridge the front end and storms use."""
-        return self
 
     def __repr__(self):
         return (f"<VmCore profile={self._profile} vcpus={self.vm.nr_vcpus} "
@@ -363,10 +371,9 @@ cdef class VmCore:
         (ValueError otherwise); a nonzero level asserts. Failures do not raise: each element's
         code is in the result, as a loop of ioctls would collect them.
         """
-        cdef const uint32_t[::1] w = as_u32_array(irqs, "irqs")
-        cdef const uint32_t[::1] lv = as_u32_array(levels, "levels")
-        if w.shape[0] != lv.shape[0]:
-            raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
+        w_arr, lv_arr = batch_arrays(irqs, levels)
+        cdef const uint32_t[::1] w = w_arr
+        cdef const uint32_t[::1] lv = lv_arr
         out = np.empty(w.shape[0], dtype=np.int32)
         cdef int32_t[::1] rc = out
         cdef Py_ssize_t n = w.shape[0], start = 0, i, stop
@@ -385,7 +392,7 @@ cdef class VmCore:
 
     def _timer_get(self, int index, uint64_t attr):
         """_timer_get(index, attr) -> value (kvm_arm_timer_get_attr, before the copy-out)."""
-        cdef vcpu_t* v = self.vcpu_at(index)
+        self.vcpu_at(index)  # IndexError for a bad index; the timer PPIs are VM-wide
         cdef int rc = 0
         cdef uint32_t value = 0
         gic5_lock(&self.vm.lock)
@@ -404,7 +411,7 @@ cdef class VmCore:
 
         ``readable`` False stands for a user pointer that faults when read.
         """
-        cdef vcpu_t* v = self.vcpu_at(index)
+        self.vcpu_at(index)  # IndexError for a bad index; the timer PPIs are VM-wide
         cdef int rc = 0
         gic5_lock(&self.vm.lock)
         if self.vm.dead:

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import operator
 import threading
 from typing import Any, Callable, Iterator, NamedTuple, overload
 
 from gic5core import CpuIf, VmCore, check
 from gic5core import PROFILES as _CORE_PROFILES
 
-from . import uapi
+from . import kvmdev, uapi
+from ._args import attr_key as _attr_key
+from ._args import flag as _flag
+from ._args import index as _index
+from ._args import uint as _uint
+from ._args import vcpu_id as _vcpu_id
 from ._user import UserPtr
 
 __all__ = ["Host", "Kvm", "Vm", "Vcpu", "Device", "PROFILES"]
@@ -44,29 +48,6 @@ _IMPL_PMU = 1 << uapi.GICV5_ARCH_PPI_PMUIRQ
 
 _TIMERS = {"vtimer": 0, "ptimer": 1}
 _NV_TIMERS = ("hvtimer", "hptimer")
-
-
-def _index(value: Any, name: str) -> int:
-    """An integer in Python's own sense (int, bool, numpy integer: anything with __index__;
-    never a float), as every KVM-facing argument of gic5 takes it (the compiled entry points,
-    struct.pack and so fcntl.ioctl agree); TypeError otherwise."""
-    try:
-        return int(operator.index(value))
-    except TypeError:
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
-
-
-def _uint(value: Any, bits: int, name: str) -> int:
-    """An integer that fits an unsigned C type of ``bits`` bits (OverflowError otherwise)."""
-    number = _index(value, name)
-    if not 0 <= number <= (1 << bits) - 1:
-        raise OverflowError(f"{name} {number} does not fit in a __u{bits}")
-    return number
-
-
-def _flag(value: Any, name: str) -> bool:
-    """A truth value given as a bool or an integer (TypeError otherwise)."""
-    return bool(_index(value, name))
 
 
 class Host:
@@ -126,8 +107,6 @@ class Kvm:
 
     def __init__(self, host: Host | None = None, profile: str = "final",
                  backend: str = "model") -> None:
-        from . import kvmdev  # imported here: kvmdev builds on this module
-
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, not {type(backend).__name__}")
         if backend not in kvmdev.BACKENDS:
@@ -200,7 +179,7 @@ class Vm(VmCore):
 
     A Vm *is* its compiled core (a Python subclass of ``gic5core.VmCore``): the hot paths
     ``irq_line`` and ``irq_line_batch`` are the core's own methods, found on the type, so a call
-    costs what any compiled method call costs. ``vm.core`` is the Vm itself.
+    costs what any compiled method call costs.
     """
 
     __slots__ = ("_kvm", "_config_lock", "_vcpus", "_device", "__weakref__")
@@ -232,9 +211,7 @@ class Vm(VmCore):
 
     def create_vcpu(self, vcpu_id: int, *, el2: bool = False, pmu: bool = False) -> Vcpu:
         """KVM_CREATE_VCPU + KVM_ARM_VCPU_INIT with the EL2 (nested) and PMUv3 features."""
-        vcpu_id = _index(vcpu_id, "vcpu_id")
-        if vcpu_id < 0:
-            raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
+        vcpu_id = _vcpu_id(vcpu_id)
         el2 = _flag(el2, "el2")
         pmu = _flag(pmu, "pmu")
         with self._config_lock:
@@ -277,9 +254,9 @@ def _set_ctrl_init(dev: Device, ptr: UserPtr) -> None:
 
 
 def _get_userspace_ppis(dev: Device, ptr: UserPtr) -> None:
+    # Word 1 is the core's mask above PPI 63: always 0 on a 64-PPI profile (every mask is cut to
+    # NR), which is the literal 0 the final kernel writes.
     w0, w1 = dev.vm.userspace_ppis()
-    if dev.vm.nr_ppis == 64:
-        w1 = 0  # the final kernel writes a literal 0: no storage behind PPIs 64..127
     if not ptr.write_u64s(w0, w1):
         check(-errno.EFAULT)
 
@@ -290,11 +267,6 @@ _DEVICE_ATTRS: dict[tuple[int, int], _DeviceAttr] = {
     (uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS):
         _DeviceAttr(get=_get_userspace_ppis, set=None),
 }
-
-
-def _attr_key(group: Any, attr: Any) -> tuple[int, int]:
-    # struct kvm_device_attr: __u32 group, __u64 attr.
-    return _uint(group, 32, "group"), _uint(attr, 64, "attr")
 
 
 class Device:

@@ -45,10 +45,14 @@ from typing import Any, NoReturn
 
 import numpy as np
 from gic5core import check
+from gic5core.vm import batch_arrays
 
 from . import uapi
 from ._user import UserPtr
-from .kvm import _attr_key, _flag, _uint
+from ._args import attr_key as _attr_key
+from ._args import flag as _flag
+from ._args import uint as _uint
+from ._args import vcpu_id as _vcpu_id
 
 __all__ = [
     "BACKENDS", "KVM_PATH", "KVM_API_VERSION", "KVMIO",
@@ -458,16 +462,6 @@ class KvmVm(_Fd):
     # --- kernel internals the uapi does not report ---
 
     @property
-    def core(self) -> NoReturn:
-        """Model only: always raises NotImplementedError.
-
-        The model's ``Vm.core`` is its compiled VmCore, which storms drive directly; a real VM
-        has no such object. ``irq_line`` and ``irq_line_batch`` work here.
-        """
-        _missing("Vm.core", "there is no compiled model core behind a real VM (irq_line and "
-                 "irq_line_batch work; storms drive the model)")
-
-    @property
     def dead(self) -> NoReturn:
         """Kernel-internal: always raises NotImplementedError.
 
@@ -518,10 +512,7 @@ class KvmVm(_Fd):
         their VM), so the same id then answers EEXIST. The model checks everything first and
         creates nothing, so this is where the two can differ.
         """
-        if not isinstance(vcpu_id, int):
-            raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
-        if vcpu_id < 0:
-            raise ValueError(f"vcpu_id {vcpu_id} is negative (KVM takes an unsigned long)")
+        vcpu_id = _vcpu_id(vcpu_id)
         el2 = _flag(el2, "el2")
         pmu = _flag(pmu, "pmu")
         fd = self._ioctl(KVM_CREATE_VCPU, min(vcpu_id, _INT_MAX))
@@ -556,22 +547,17 @@ class KvmVm(_Fd):
 
     def irq_line(self, irq: int, level: int) -> None:
         """KVM_IRQ_LINE; irq and level are __u32s (any nonzero level asserts)."""
-        fcntl.ioctl(self.fileno(), KVM_IRQ_LINE, IRQ_LEVEL.pack(_u32_arg(irq, "irq"),
-                                                                 _u32_arg(level, "level")))
+        fcntl.ioctl(self.fileno(), KVM_IRQ_LINE, IRQ_LEVEL.pack(_uint(irq, 32, "irq"),
+                                                                 _uint(level, 32, "level")))
 
     def irq_line_batch(self, irqs: Any, levels: Any) -> np.ndarray:
         """One KVM_IRQ_LINE per (irq, level) pair, in order, collecting 0 / -errno in an int32
         array as the model's batch does (same argument checks: the model's own converter)."""
-        from gic5core.vm import as_u32_array
-
-        w = as_u32_array(irqs, "irqs")
-        lv = as_u32_array(levels, "levels")
-        if w.shape[0] != lv.shape[0]:
-            raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
+        w, lv = batch_arrays(irqs, levels)
         out = np.zeros(w.shape[0], dtype=np.int32)
         fd = self.fileno()
         pack = IRQ_LEVEL.pack
-        for i, (irq, level) in enumerate(zip(w.tolist(), lv.tolist())):
+        for i, (irq, level) in enumerate(zip(w.tolist(), lv.tolist(), strict=True)):
             try:
                 fcntl.ioctl(fd, KVM_IRQ_LINE, pack(irq, level))
             except OSError as exc:
@@ -604,16 +590,6 @@ class KvmVm(_Fd):
         state = "closed" if self.closed else f"fd={self._fd}"
         return (f"<gic5.kvmdev.KvmVm {state} vcpus={len(self._vcpus)} "
                 f"device={self._device is not None}>")
-
-
-def _u32_arg(value: Any, name: str) -> int:
-    """KVM_IRQ_LINE's fields as the model's compiled irq_line takes them: any int (bool
-    included), OverflowError outside a __u32."""
-    if not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise OverflowError(f"{name} {value} does not fit in a __u32")
-    return int(value)
 
 
 class KvmDevice(_AttrFd):
