@@ -61,7 +61,8 @@ def run(profile: str, ids: list[int]) -> int:
         vm.irq_line(word, 0)  # ... and lower: SW_PPI is an edge, the latch stays set
         pending = {j: v.pending_ppis()[0] >> SW_PPI & 1 for j, v in vcpus.items()}
         hit = sorted(j for j, p in pending.items() if p)
-        print(f"{i:>7}  {word:#010x}  {word >> 28:>5}  {word >> 16 & 0xff:>4}  "
+        _, vcpu_id, _ = uapi.irq_fields(word)  # vcpu2_index:vcpu_index, as KVM decodes it
+        print(f"{i:>7}  {word:#010x}  {vcpu_id >> 8:>5}  {vcpu_id & 0xff:>4}  "
               f"SW_PPI pending on {hit}")
         # Every vCPU raised so far is pending (a latch holds until the guest takes it), and
         # none that has not been raised yet.

@@ -38,7 +38,7 @@ __all__ = [
     "KVM_ARM_VCPU_TIMER_CTRL", "KVM_ARM_VCPU_TIMER_IRQ_VTIMER", "KVM_ARM_VCPU_TIMER_IRQ_PTIMER",
     "KVM_ARM_VCPU_TIMER_IRQ_HVTIMER", "KVM_ARM_VCPU_TIMER_IRQ_HPTIMER",
     "KVM_MAX_VCPU_IDS", "VGIC_V5_MAX_CPUS",
-    "irq_word", "ppi_intid",
+    "irq_word", "irq_fields", "ppi_intid",
 ]
 
 # --- include/uapi/linux/kvm.h -------------------------------------------------------------
@@ -160,6 +160,27 @@ def irq_word(irq_type: int, vcpu_id: int, irq_id: int) -> int:
             | irq_type << KVM_ARM_IRQ_TYPE_SHIFT
             | (vcpu_id & KVM_ARM_IRQ_VCPU_MASK) << KVM_ARM_IRQ_VCPU_SHIFT
             | irq_id << KVM_ARM_IRQ_NUM_SHIFT)
+
+
+def irq_fields(word: int) -> tuple[int, int, int]:
+    """The fields of a KVM_IRQ_LINE ``irq`` word: ``(irq_type, vcpu_id, irq_id)``, the inverse
+    of ``irq_word`` (``vcpu_id`` joins vcpu2_index and vcpu_index as KVM does). The one decode
+    every formatter of a word uses; a word outside a __u32 is a ValueError, a non-integer (a
+    bool included, as in ``irq_word``) a TypeError.
+
+    >>> irq_fields(0x122c0003)
+    (2, 300, 3)
+    >>> irq_fields(irq_word(KVM_ARM_IRQ_TYPE_SPI, 7, 32))
+    (1, 7, 32)
+    """
+    if isinstance(word, bool) or not isinstance(word, int):
+        raise TypeError(f"word must be an int, not {type(word).__name__}")
+    if not 0 <= word <= 0xFFFFFFFF:
+        raise ValueError(f"word {word} does not fit in a __u32")
+    irq_type = (word >> KVM_ARM_IRQ_TYPE_SHIFT) & KVM_ARM_IRQ_TYPE_MASK
+    vcpu_id = ((word >> KVM_ARM_IRQ_VCPU2_SHIFT) & KVM_ARM_IRQ_VCPU2_MASK) << 8 \
+        | (word >> KVM_ARM_IRQ_VCPU_SHIFT) & KVM_ARM_IRQ_VCPU_MASK
+    return irq_type, vcpu_id, (word >> KVM_ARM_IRQ_NUM_SHIFT) & KVM_ARM_IRQ_NUM_MASK
 
 
 def ppi_intid(ppi: int) -> int:
