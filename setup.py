@@ -32,8 +32,8 @@ else:
     CFLAGS = ["-O3", "-fno-tree-slp-vectorize"]
 
 # cimport order: errors and profile have no gic5core dependencies; vm needs both;
-# cpuif and storm need vm.
-MODULES = ["errors", "profile", "vm", "cpuif", "storm"]
+# cpuif, baseline and storm need vm (storm re-exports baseline's names).
+MODULES = ["errors", "profile", "vm", "cpuif", "baseline", "storm"]
 
 
 def extension(name):

@@ -91,7 +91,7 @@ def test_batch(benchmark, timings, record):
 def test_batch_python_loop(benchmark, timings, record):
     vm, vcpus, _ = init_vm(64)
     words, levels = sw_words(PERCALL_N, 64)
-    pairs = list(zip(words.tolist(), levels.tolist()))
+    pairs = list(zip(words.tolist(), levels.tolist(), strict=True))
 
     def loop():
         irq_line = vm.irq_line

@@ -17,7 +17,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 cimport cython
 
-from gic5core.mask cimport mask128, test_bit, bitmap_and
+from gic5core.mask cimport mask128, test_bit
 from gic5core.state cimport vm_t, vcpu_t, gic5_lock, gic5_unlock, PPI_INTID_BASE
 from gic5core.ppi cimport (exposed_of, guest_pending, image_priority, image_set_priority,
                            cpu_cdia, cpu_cdeoi, cpu_cddi, fold, put_wfi, has_pending, flush,

@@ -5,11 +5,13 @@
 # list[gic5.Vm] through without list invariance getting in the way.
 
 from collections.abc import Sequence
-from typing import TypeVar, final
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from gic5core.baseline import CallFloor as CallFloor
+from gic5core.baseline import bare_inject_loop as bare_inject_loop
 from gic5core.vm import VmCore
 
 _VmT = TypeVar("_VmT", bound=VmCore)
@@ -29,12 +31,3 @@ def storm_run(
     drain: bool = True,
 ) -> dict[str, int]:
     """One closed-loop storm (or one batch of it) over ``cores``; returns the counters."""
-
-def bare_inject_loop(core: VmCore, irqs: npt.NDArray[np.uint32]) -> int:
-    """The speed-of-light baseline: decode + gate + latch only; returns the accepted count."""
-
-@final
-class CallFloor:
-    """An empty compiled method taking two C ints: the floor of any compiled call."""
-
-    def two(self, a: int, b: int) -> None: ...

@@ -27,23 +27,23 @@
 #   v3 shows redelivered edges (its latch is never cleared), v2 lost ones (SW_PPI is never
 #   exposed, so no edge is ever taken).
 
-"""The closed-loop storm engine (storm_run, PATTERNS), the speed-of-light baseline
-bare_inject_loop and the compiled-call floor CallFloor; see docs/storm.md.
+"""The closed-loop storm engine (storm_run, PATTERNS); see docs/storm.md. The benchmark
+baselines bare_inject_loop and CallFloor live in gic5core.baseline (importable here too).
 """
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, free, qsort
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free, qsort
 from libc.string cimport memset
-cimport cython
 import numpy as np
 
-from gic5core.mask cimport test_bit, bitmap_empty, bitmap_and
+from gic5core.mask cimport test_bit
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
                              PPI_CNTV, PPI_CNTP, OWNER_KERNEL, vcpu_alloc_size)
 from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, vcpu_load, vcpu_put,
-                           cpu_cdia, cpu_cddi, cpu_cdeoi, kvm_pending, vcpu_by_id)
+                           cpu_cdia, cpu_cddi, cpu_cdeoi)
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
+from gic5core.baseline import bare_inject_loop, CallFloor  # no-cython-lint (re-exported)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -67,8 +67,9 @@ cdef extern from *:
 
 cdef enum:
     PREFETCH_MIN_VCPUS = 4096   # below this a storm's vCPUs stay in L2: prefetching only costs
-    PREFETCH_AHEAD = 16         # events of look-ahead (a power of two). On 65,536 vCPUs:
-                                # none 68 ns per injection, 1: 43, 4: 36, 8: 29, 16: 26
+    # PREFETCH_AHEAD: events of look-ahead (a power of two). On 65,536 vCPUs: none 68 ns per
+    # injection, 1: 43, 4: 36, 8: 29, 16: 26.
+    PREFETCH_AHEAD = 16
     STORM_CHUNK = 65536
     PATTERN_UNIFORM = 0
     PATTERN_SORTED = 1
@@ -278,7 +279,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     # address: the lock order.
     cdef uint64_t total = <uint64_t>nvms * <uint64_t>per_vm
     cdef uint64_t i, start = 0, stop, t = 0, r, burst_left = 0
-    cdef int k, acks, until_service = service_every
+    cdef int k, _drain, acks, until_service = service_every
     cdef vm_t* vm
     cdef vcpu_t* v
     cdef uint64_t rng = seed
@@ -334,7 +335,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     for t in range(total):
         vm = tvm[t]
         v = tv[t]
-        for k in range(4):
+        for _drain in range(4):
             acks = service(vm, v, &truth[t], False, c)
             if acks == 0:
                 break
@@ -432,35 +433,3 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     result = dict(c)
     result["elapsed_ns"] = t1 - t0
     return result
-
-
-def bare_inject_loop(VmCore core not None, const uint32_t[::1] irqs not None):
-    """bare_inject_loop(core, irqs) -> accepted: the speed-of-light baseline.
-
-    Only decode + vCPU lookup + range and mask gate + edge latch, with no errno bookkeeping, no
-    owner or level handling, no per-element result and no lock: what a C loop must at least do.
-    """
-    cdef vm_t* vm = &core.vm
-    cdef Py_ssize_t i, n = irqs.shape[0]
-    cdef uint32_t w, num
-    cdef vcpu_t* v
-    cdef uint64_t accepted = 0
-    with nogil:
-        for i in range(n):
-            w = irqs[i]
-            num = w & 0xffff
-            v = vcpu_by_id(vm, ((w >> 16) & 0xff) | (((w >> 28) & 0xf) << 8))
-            if ((w >> 24) & 0xf) == 2 and v != NULL and num < vm.nr_ppis \
-                    and test_bit(num, &vm.irq_line_gate):
-                v.pending_latch.w[num >> 6] |= (<uint64_t>1) << (num & 63)
-                accepted += 1
-    return accepted
-
-
-@cython.final
-cdef class CallFloor:
-    """The floor of any compiled call from Python: an empty cdef-class method taking two
-    C ints, converted exactly as VmCore.irq_line converts its arguments (benchmark baseline)."""
-
-    def two(self, uint32_t a, uint32_t b):
-        pass

@@ -173,11 +173,11 @@ def _make_vm(profile="final", vcpus=1, *, host=None, device=True, init=True, pmu
     if device and init:
         assert dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT) is None
         if pmu_init:
-            for vid, cpu in zip(ids, cpus):
+            for vid, cpu in zip(ids, cpus, strict=True):
                 if vid in pmu:
                     assert cpu.set_attr(uapi.KVM_ARM_VCPU_PMU_V3_CTRL,
                                         uapi.KVM_ARM_VCPU_PMU_V3_INIT) is None
-    return SimpleNamespace(kvm=kvm, vm=vm, dev=dev, vcpus=cpus, by_id=dict(zip(ids, cpus)),
+    return SimpleNamespace(kvm=kvm, vm=vm, dev=dev, vcpus=cpus, by_id=dict(zip(ids, cpus, strict=True)),
                            vcpu=cpus[0] if cpus else None)
 
 

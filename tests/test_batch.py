@@ -43,7 +43,7 @@ def state(vm, vcpus):
 
 def per_call(vm, words, levels):
     out = []
-    for w, lv in zip(words, levels):
+    for w, lv in zip(words, levels, strict=True):
         try:
             vm.irq_line(int(w), int(lv))
             out.append(0)

@@ -221,12 +221,12 @@ def run_threads(quota, free, failures: Failures, timeout=600.0):
     deadline = time.monotonic() + timeout
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-    hung = [b.__name__ for t, b in zip(threads, bodies) if t.is_alive()]
+    hung = [b.__name__ for t, b in zip(threads, bodies, strict=True) if t.is_alive()]
     if hung:
         failures.add(f"threads still running after {timeout} s (deadlock?): {hung}")
     failures.check()
     result = collections.Counter()
-    for body, c in zip(bodies, counts):
+    for body, c in zip(bodies, counts, strict=True):
         result[body.__name__] += c
     return result
 
@@ -351,7 +351,7 @@ class EdgeRounds:
         self.failures = failures
         self.wait_s = wait_s
         self.vm, self.dev, self.vcpus = build_accounting_vm(vm_class)
-        self.by_id = dict(zip(IDS, self.vcpus))
+        self.by_id = dict(zip(IDS, self.vcpus, strict=True))
         self.target = self.by_id[TARGET]
         self.runs = RunTracker()
         self.book = Book()
@@ -837,7 +837,7 @@ class EdgeRounds:
         def turns(n, batch):
             def injector(stop):
                 rng = self.rng()
-                for t in range(n):
+                for _turn in range(n):
                     if self.failures.abort.is_set():
                         break
                     with turn_lock:
@@ -875,7 +875,7 @@ class EdgeRounds:
 
     def run(self, rounds, sz):
         ops = 0
-        for r in range(rounds):
+        for _round in range(rounds):
             o, pending = self.phase_inject(sz)
             ops += o
             ops += self.phase_deliver(pending, sz)
@@ -1054,13 +1054,15 @@ class Episode:
                     rec.out = ("upp", int.from_bytes(buf[:8], sys.byteorder),
                                int.from_bytes(buf[8:], sys.byteorder))
             elif op == "timer_get" and vm.vcpus:
-                v = vm.vcpus[int(rng.integers(0, len(vm.vcpus)))]
+                vcpus = vm.vcpus  # one snapshot: another thread may add a vCPU meanwhile
+                v = vcpus[int(rng.integers(0, len(vcpus)))]
                 buf = bytearray(4)
                 rec = self.call(t, op, v.vcpu_id, v.get_attr, TIMER_CTRL, 0, buf)
                 if rec.out == 0:
                     rec.out = ("timer", int.from_bytes(buf, sys.byteorder))
             elif op == "run" and vm.vcpus:
-                v = vm.vcpus[int(rng.integers(0, len(vm.vcpus)))]
+                vcpus = vm.vcpus  # one snapshot, as above
+                v = vcpus[int(rng.integers(0, len(vcpus)))]
                 ctx = v.run()
                 rec = self.call(t, "run_enter", v.vcpu_id, ctx.__enter__)
                 if isinstance(rec.out, tuple):
@@ -1166,7 +1168,7 @@ def check_serial_order(recs, vm):
             names += [f"vcpu{vid}", f"hasrun{vid}"]
         outs = set()
         for combo in itertools.product(*(possible(n, r) for n in names)):
-            f = dict(zip(names, combo))
+            f = dict(zip(names, combo, strict=True))
             if r.op == "create_device":
                 runnings = running_possible(r)
             elif r.op == "run_enter":

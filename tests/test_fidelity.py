@@ -17,7 +17,6 @@ import errno
 
 import pytest
 
-import gic5
 from gic5 import uapi
 
 PPI = uapi.KVM_ARM_IRQ_TYPE_PPI

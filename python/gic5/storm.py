@@ -24,7 +24,7 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -135,6 +135,33 @@ def _partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
     return [list(items[i::parts]) for i in range(parts)]
 
 
+def _run_share(group: list[Vm], cfg: StormConfig, k: int, truth: Any, total: int,
+               out: list[dict[str, int]], round_no: int, started: float, progress: Any,
+               errors: list[BaseException]) -> None:
+    # Thread k's share of one round: ``total`` events over its VMs, in batches of BATCH_EVENTS
+    # (the last one drains), appending each batch's counters to ``out``. An exception is
+    # handed to ``errors`` and re-raised by the main thread.
+    try:
+        base = 0
+        batch = 0
+        while True:
+            n = min(BATCH_EVENTS, total - base)
+            last = base + n >= total
+            r = storm_run(group, cfg.vcpus, n, cfg.pattern,
+                          cfg.seed * 1_000_003 + k * 7919 + batch, cfg.service_every,
+                          truth, base, max(total, 1), last)
+            out.append(r)
+            base += n
+            batch += 1
+            if progress is not None and time.perf_counter() - started > PROGRESS_AFTER_S:
+                print(f"gic5-storm: round {round_no + 1}/{cfg.repeat} thread {k}: "
+                      f"{base}/{total} events", file=progress, flush=True)
+            if last:
+                return
+    except BaseException as e:  # re-raised in the main thread
+        errors.append(e)
+
+
 def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
               progress: Any = sys.stderr) -> dict[str, Any]:
     """Build (or take) the VMs and run ``cfg.repeat`` storms; returns per-round results."""
@@ -152,33 +179,13 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
         results: list[list[dict[str, int]]] = [[] for _ in groups]
         errors: list[BaseException] = []
 
-        def work(k: int) -> None:
-            try:
-                total = shares[k]
-                base = 0
-                batch = 0
-                while True:
-                    n = min(BATCH_EVENTS, total - base)
-                    last = base + n >= total
-                    r = storm_run(groups[k], cfg.vcpus, n, cfg.pattern,
-                                  cfg.seed * 1_000_003 + k * 7919 + batch, cfg.service_every,
-                                  truths[k], base, max(total, 1), last)
-                    results[k].append(r)
-                    base += n
-                    batch += 1
-                    if progress is not None and time.perf_counter() - started > PROGRESS_AFTER_S:
-                        print(f"gic5-storm: round {rep + 1}/{cfg.repeat} thread {k}: "
-                              f"{base}/{total} events", file=progress, flush=True)
-                    if last:
-                        return
-            except BaseException as e:  # re-raised in the main thread
-                errors.append(e)
-
+        jobs = [(groups[k], cfg, k, truths[k], shares[k], results[k], rep, started, progress,
+                 errors) for k in range(len(groups))]
         t0 = time.perf_counter()
-        if len(groups) == 1:
-            work(0)
+        if len(jobs) == 1:
+            _run_share(*jobs[0])
         else:
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(len(groups))]
+            threads = [threading.Thread(target=_run_share, args=job) for job in jobs]
             for t in threads:
                 t.start()
             for t in threads:
