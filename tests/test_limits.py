@@ -12,6 +12,7 @@ Rules this file keeps:
 
 from __future__ import annotations
 
+import errno
 import gc
 import weakref
 
@@ -58,8 +59,9 @@ def test_512_vcpus_all_reachable(profile):
             assert cpu.cdia() == want
             assert cpu.cdia() is None
     # Ids beyond the table are still refused, and the table is untouched.
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as info:
         vm.create_vcpu(512)
+    assert info.value.errno == errno.EINVAL  # kvm_vm_ioctl_create_vcpu: id >= KVM_MAX_VCPU_IDS
     assert vm.nr_vcpus == 512 and [v.vcpu_id for v in vm.vcpus] == ids
 
 

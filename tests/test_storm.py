@@ -102,22 +102,28 @@ def test_storm_leaves_every_vm_usable():
 def test_storm_run_refuses_bad_setups():
     vm = gic5.Kvm().create_vm()
     vm.create_vcpu(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be initialised, alive"):
         storm_run([vm], 1, 10)  # not initialised
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one VM with at least one vCPU"):
         storm_run([], 1, 10)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="VmCore"):
         storm_run([object()], 1, 10)
     cfg = small(vms=1, vcpus=1)
     vms = gs.build_vms(cfg)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="pattern must be one of"):
         storm_run(vms, 1, 10, pattern="zigzag")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="vcpus_per_vm vCPUs"):
         storm_run(vms, 2, 10)  # more vCPUs than the VM has
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one byte per vCPU"):
         storm_run(vms, 1, 10, truth=np.zeros(5, dtype=np.uint8))
+    with pytest.raises(ValueError, match="service_every must be positive"):
+        storm_run(vms, 1, 10, service_every=0)
+    with pytest.raises(ValueError, match="exceeds event_total"):
+        storm_run(vms, 1, 10, event_base=5, event_total=12)
+    with pytest.raises(ValueError, match="appears twice"):
+        storm_run(vms + vms, 1, 10)
     with vms[0].vcpus[0].run():
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="outside run"):
             storm_run(vms, 1, 10)  # a vCPU inside run()
 
 
@@ -128,18 +134,31 @@ def test_config_validation(bad):
         small(**bad).validate()
 
 
-def test_batches_match_one_call():
-    # Splitting a run into batches (progress granularity) changes nothing in the accounting.
+def test_batches_match_one_call(monkeypatch):
+    # Splitting a run into batches (progress granularity) changes nothing in the accounting:
+    # the run really is split (5 calls of 7,000 / 7,000 / 7,000 / 7,000 / 2,000 events, one
+    # shared truth, the drain only in the last), and its identities hold over the whole.
     cfg = small(injections=30_000)
     vms = gs.build_vms(cfg)
-    old = gs.BATCH_EVENTS
-    try:
-        gs.BATCH_EVENTS = 7_000
-        split = gs.run_storm(cfg, vms, progress=None)["rounds"][0]
-    finally:
-        gs.BATCH_EVENTS = old
+    calls = []
+    real = gs.storm_run
+
+    def counting(cores, per_vm, n, *args):
+        calls.append((n, args[3:]))  # (events, (truth, event_base, event_total, drain))
+        return real(cores, per_vm, n, *args)
+
+    monkeypatch.setattr(gs, "BATCH_EVENTS", 7_000)
+    monkeypatch.setattr(gs, "storm_run", counting)
+    split = gs.run_storm(cfg, vms, progress=None)["rounds"][0]
+    assert [n for n, _ in calls] == [7_000] * 4 + [2_000]
+    assert [a[1:] for _, a in calls] == [(b, 30_000, b == 28_000)
+                                          for b in range(0, 30_000, 7_000)]
+    assert len({id(a[0]) for _, a in calls}) == 1  # one truth for the whole run
     assert split["problems"] == []
-    assert split["counters"]["injections"] >= 30_000
+    c = split["counters"]
+    assert c["injections"] >= 30_000
+    assert c["accepted"] == c["delivered"] + c["coalesced"] + c["lost"]
+    assert c["lost"] == c["redelivered"] == c["model_mismatch"] == 0
 
 
 # Subprocesses run outside the repository: "python -m" puts the current directory first on
