@@ -1,12 +1,21 @@
 """Pure-Python reference model of gic5's public surface: the test oracle.
 
 Rules this module keeps:
-- Written from docs/semantics.md and the spec (shared/spec/gicv5-kvm-ppi.md) only; section
-  numbers in comments point at semantics.md ("sem") or the spec ("spec").
+- Its guest-side rules (entry flush, hyp restore/save, exit fold, injection, the trapped and
+  untrapped guest register writes, the acknowledge/EOI instructions and the WFI block check)
+  are written from the kernel source itself, through the source readings of the three
+  profiles: the v2 posting (19 Dec 2025), the v3 posting (9 Jan 2026; "v3" follows the
+  posting wherever posting and merged code differ) and the final mainline code. Each rule
+  names, in a comment, the kernel function it follows and the profiles it applies to; the
+  hardware side (what a register write does to the virtual CPU interface) follows QEMU's
+  GICv5 CPU interface (target/arm/tcg/gicv5-cpuif.c). It is deliberately NOT written from
+  the library or its documentation, so that it cannot share the library's misreadings.
+- The rest (argument rules, errno paths of the ioctls and attributes) is unchanged from the
+  earlier model (docs/semantics.md, "sem"; spec, "spec").
 - Imports neither gic5 nor gic5core: the few constants it needs are defined here, so a bug in
   the library's constants cannot hide in the oracle.
 - Clarity over speed: masks are plain Python ints (bit i = PPI i, up to 128 bits), one flat
-  attribute per piece of kernel state, no caching.
+  attribute per piece of kernel or hardware state, no caching.
 - Kernel paths return 0 or -errno internally; the public methods turn a negative result into
   ``OSError(errno, os.strerror(errno))`` in one place (``_check``). Python misuse (wrong type,
   out-of-range int) is raised before any state changes, as the library does.
@@ -14,6 +23,22 @@ Rules this module keeps:
   with create_vcpu / create_device / irq_line / exposed_ppis / userspace_ppis; RefDevice and
   RefVcpu with has/get/set_attr; ``with vcpu.run() as cpu`` (or run_enter()/run_exit()) yields
   a RefCpuIf with the guest's CPU interface methods.
+
+Model conventions (fixed by the public API):
+- The vtimer (PPI 27) and ptimer (PPI 30) are direct (DVI) timers on this VHE host, mapped at
+  the vCPU's own first run; ``timer_line(name, level)`` is the timer's output line, and "the
+  timer should fire" (kvm_timer_should_fire) iff that recorded line is high.
+- A guest running inside ``run()`` means the vCPU is loaded. Hardware registers hold state
+  only for PPIs the host implements (the impl mask). The guest reads the hardware: SPENDR
+  shows PENDR for non-DVI PPIs and the live physical line for DVI PPIs.
+- Injections made while a guest runs reach the hardware at the next exit/entry (kicks are not
+  modelled as exits). A trapped guest write is an exit (save + fold), the trap handler and an
+  entry (flush + restore), without put/load. ``wfi()`` is the trapped WFI: exit, put with
+  IN_WFI, the block check, load, entry; it returns the block check's answer.
+- ``pending_ppis()`` inspects KVM's irq_is_pending (edge: latch; level: latch | line;
+  hardware-mapped: the physical line); ``has_pending_irq()`` is what kvm_vcpu_check_block
+  (kvm_arch_vcpu_runnable -> kvm_vgic_vcpu_pending_irq, then kvm_cpu_has_pending_timer)
+  would answer now, on KVM's state as it is in memory.
 """
 
 from __future__ import annotations
@@ -203,7 +228,8 @@ class RefVm:
         self.device: RefDevice | None = None
         self.initialised = False
         self.userspace = 0
-        self.exposed = 0  # VM-wide exposed set (v3/final); v2 keeps one per vCPU
+        self.exposed = 0  # VM-wide exposed set, gicv5_vm.vgic_ppi_mask (v3/final); v2: per vCPU
+        self.hmr = 0  # VM-wide vgic_ppi_hmr: the exposed Level PPIs (v3/final); v2: per vCPU
         self.timer_ppis = list(TIMER_DEFAULTS)
         self.timers_frozen = False
 
@@ -276,7 +302,7 @@ class RefVm:
         if len(irqs) != len(levels):
             raise ValueError("irqs and levels differ in length")
         out = []
-        for irq, level in zip(irqs, levels):
+        for irq, level in zip(irqs, levels, strict=True):
             _uint(int(irq), 32, "irq")
             _uint(int(level), 32, "level")
             out.append(self._irq_line(int(irq), int(level)))
@@ -299,6 +325,12 @@ class RefVm:
         if irq_type == IRQ_TYPE_PPI:
             if self.device is None:
                 return -errno.ENXIO
+            if self.profile == "final" and not self.initialised:
+                # kvm_vm_ioctl_irq_line (mainline 7.2/7.3, "vgic-v2: Force vgic init on
+                # injection outside the run loop"): vgic_lazy_init() runs first, before the
+                # vCPU lookup, the range test and the userspace_ppis gate; a V5 vgic is
+                # never initialised lazily: -EBUSY. (v2/v3: the postings' order, below.)
+                return -errno.EBUSY
             vcpu = self._vcpu_by_id(vcpu_id)
             if vcpu is None:
                 return -errno.EINVAL
@@ -306,6 +338,7 @@ class RefVm:
                 return -errno.EINVAL
             if self.profile != "v2" and not (self.userspace >> num) & 1:
                 return -errno.EINVAL  # the USERSPACE_PPIS gate (v3 and later)
+            # kvm_vgic_inject_irq; on v2/v3 its vgic_lazy_init gives -EBUSY before CTRL_INIT
             return vcpu._inject(num, level != 0, owner=None)
         if irq_type == IRQ_TYPE_SPI:
             if self.device is None:
@@ -325,16 +358,25 @@ class RefVm:
     def userspace_ppis(self) -> tuple[int, int]:
         return words(self.userspace)
 
-    # -- finalize (sem 10), called from a vCPU's first run with a device
+    # -- finalize, called from a vCPU's first run with a device (kvm_arch_vcpu_run_pid_change)
     def _finalize(self, vcpu: "RefVcpu") -> None:
         if self.profile == "v2":
-            # inverted test: every implemented PPI except an unowned SW_PPI
-            drop = 0 if vcpu.owned & EDGE else EDGE
-            vcpu.exposed = self.impl & ~drop
+            # vgic_v5_finalize_ppi_state (v2 21/36): runs vgic_v5_finalize_state for EVERY
+            # vCPU at any vCPU's first run. Its skip test drops only an ownerless SW_PPI, so
+            # each vCPU exposes every implemented PPI but SW_PPI; the HMR gets the exposed
+            # PPIs of LEVEL config (all but SW_PPI, the one EDGE PPI).
+            for v in self.vcpus:
+                drop = 0 if v.owned & EDGE else EDGE
+                v.exposed = self.impl & ~drop
+                v.hmr = v.exposed & ~EDGE
             return
+        # vgic_v5_finalize_ppi_state (v3 17/36; final): VM-wide, recomputed from vCPU 0's
+        # owners (plus SW_PPI) at each first run; final stops once SW_PPI is in the mask
+        # (the SW_PPI bit doubles as "finalized").
         if self.profile == "final" and self.exposed & EDGE:
-            return  # once per VM: the SW_PPI bit doubles as "finalized"
+            return
         self.exposed = self.impl & (self.vcpus[0].owned | EDGE)
+        self.hmr = self.exposed & ~EDGE
 
 
 class RefDevice:
@@ -399,7 +441,8 @@ class RefDevice:
 
 
 class RefVcpu:
-    """One vCPU: KVM's per-PPI state, the ICH_PPI_* image and the run state (sem 8, 9)."""
+    """One vCPU: KVM's per-PPI state, the vgic_v5_cpu_if, the hardware CPU interface while it
+    runs, and the run state."""
 
     def __init__(self, vm: RefVm, vcpu_id: int, index: int, el2: bool, pmu: bool):
         self.vm = vm
@@ -409,75 +452,102 @@ class RefVcpu:
         self.pmu = pmu
         self.cpu: RefCpuIf | None = None  # the CpuIf of the run() block we are inside
         self.has_run = False
-        self.cpu_lines = [False, False]  # KVM_ARM_IRQ_CPU_IRQ / _FIQ (no observable effect)
+        self.cpu_lines = [False, False]  # KVM_ARM_IRQ_CPU_IRQ / _FIQ: HCR_EL2.VI / VF
         self.pmu_initialised = False
         self.pmu_irq = 0  # 0 = unset
         self.timer_levels = {"vtimer": False, "ptimer": False}  # recorded kernel lines
         self.pmu_level = False
-        self.exposed = 0  # v2 only: this vCPU's exposed set
-        # image (ICH_PPI_* registers, VMCR, APR); reset all zero (spec 10.9)
-        self.dvir = 0
-        self.enabler = 0
-        self.pendr = 0
-        self.activer = 0
-        self.prio = [0] * 128
+        # v2 only: this vCPU's vgic_ppi_mask / vgic_ppi_hmr (finalize)
+        self.exposed = 0
+        self.hmr = 0
+        # -- struct vgic_v5_cpu_if (and the per-CPU host data), all zero at creation
+        self.dvi = 0               # vgic_ppi_dvir: the directly injected PPIs (map time)
+        self.priorityr = [0] * 128  # vgic_ppi_priorityr, one 5-bit field per PPI
+        self.enabler_img = 0       # v2: vgic_ich_ppi_enabler_entry; v3/final: vgic_ppi_enabler
+        self.activer_img = 0       # v2: vgic_ppi_activer_entry; v3/final: vgic_ppi_activer
+        self.enabler_exit = 0      # v2: vgic_ich_ppi_enabler_exit
+        self.activer_exit = 0      # activer_exit (saved at exit)
+        self.pendr_entry = 0       # pendr_entry (final: host pendr as built by the flush)
+        self.pendr_exit = 0        # pendr_exit (final: host pendr as saved at exit)
+        self.shadow = 0            # v2/v3: vgic_ppi_pendr, KVM's pending shadow
+        self.saved_en = False      # vgic_vmcr.EN, saved at every exit
+        self.saved_vpmr = 0        # vgic_vmcr.VPMR, saved at every exit
+        self.saved_apr = 0         # vgic_apr, saved at put
+        # -- the hardware virtual CPU interface (ICH_PPI_* / ICC_*), live while loaded;
+        # VMCR/APR are restored from the cpu_if at load, i.e. they carry over unchanged
+        self.hw_dvir = 0
+        self.hw_enabler = 0
+        self.hw_activer = 0
+        self.hw_pendr = 0
+        self.hw_prio = [0] * 128
         self.en = False
         self.vpmr = 0
         self.apr = 0
-        # v2/v3: the entry images the changed-bits fold compares against
-        self.entry_pendr = 0
-        self.entry_activer = 0
-        # VMCR/APR as saved at the last exit: what the wake predicate reads
-        self.saved_en = False
-        self.saved_vpmr = 0
-        self.saved_apr = 0
         self._reset_private()
 
     def _reset_private(self) -> None:
         """Private IRQs as allocated by the device (spec 4.2): all clear, no owner."""
-        self.latch = 0
-        self.line = 0
-        self.enabled = 0
-        self.active = 0
-        self.owned = 0
-        self.hw = 0
-        self.shadow_prio = [0] * 128
+        self.latch = 0       # pending_latch
+        self.line = 0        # line_level
+        self.enabled = 0     # irq->enabled
+        self.active = 0      # irq->active
+        self.owned = 0       # irq->owner set
+        self.hw = 0          # irq->hw (mapped to a physical interrupt)
+        self.prio_shadow = [0] * 128  # irq->priority
 
     # -- derived state
     def _exposed_set(self) -> int:
         return self.exposed if self.vm.profile == "v2" else self.vm.exposed
 
+    def _hmr(self) -> int:
+        return self.hmr if self.vm.profile == "v2" else self.vm.hmr
+
+    def _phys(self) -> int:
+        """The physical lines of the hardware-mapped PPIs: the timers' output lines."""
+        return ((self.timer_levels["vtimer"] << VTIMER_PPI)
+                | (self.timer_levels["ptimer"] << PTIMER_PPI))
+
+    def _irq_is_pending(self) -> int:
+        # irq_is_pending(): EDGE -> pending_latch; LEVEL -> pending_latch || line_level
+        return ((self.latch & EDGE) | ((self.latch | self.line) & ~EDGE)) & self.vm.nr_mask
+
     def _kvm_pending(self) -> int:
-        # edge: latch; level: latch | line; hardware-mapped: the line itself (sem 9)
-        p = (self.latch & EDGE) | ((self.latch | self.line) & ~EDGE)
-        p = (p & ~self.hw) | (self.line & self.hw)
-        return p & self.vm.nr_mask
+        # inspection convention: irq_is_pending, hardware-mapped PPIs show the physical line
+        p = self._irq_is_pending()
+        return ((p & ~self.hw) | (self._phys() & self.hw)) & self.vm.nr_mask
 
     def _guest_pending(self) -> int:
-        # non-DVI: the image's PENDR; DVI: the live physical line (sem 9)
-        return (self.pendr & ~self.dvir) | (self.line & self.dvir)
+        # the guest's view: PENDR for non-DVI PPIs, the live physical line for DVI PPIs
+        return ((self.hw_pendr & ~self.hw_dvir) | (self._phys() & self.hw_dvir)) & self.vm.impl
 
+    # -- kvm_vgic_inject_irq for a PPI
     def _inject(self, ppi: int, level: bool, owner) -> int:
-        """kvm_vgic_inject_irq for a PPI (sem 6); ``owner`` None = userspace."""
+        """kvm_vgic_inject_irq for a PPI (all profiles); ``owner`` None = userspace."""
         vm = self.vm
         if not vm.initialised:
-            return -errno.EBUSY
+            return -errno.EBUSY  # vgic_lazy_init: only GICv2 initialises lazily
         bit = 1 << ppi
         is_owned = bool(self.owned & bit)
+        # vgic_validate_injection: owner mismatch, a LEVEL PPI whose line does not change
+        # and an EDGE PPI lowered are all "nothing to see here": 0, nothing touched
         if is_owned != (owner is not None):
-            return 0  # owner mismatch: silently dropped
+            return 0
         if bit & EDGE:
-            if level:
-                self.latch |= bit
-        elif level:
-            self.line |= bit
+            if not level:
+                return 0
+            self.latch |= bit
         else:
-            self.line &= ~bit
+            if bool(self.line & bit) == level:
+                return 0
+            self.line = (self.line | bit) if level else (self.line & ~bit)
+        # vgic_v5_ppi_set_pending_state (v2 18/36, v3 19/36): the pending shadow bit becomes
+        # irq_is_pending(); skipped for a directly injected (DVI) PPI. final has no such op.
+        if vm.profile in ("v2", "v3") and not self.dvi & bit:
+            if self._irq_is_pending() & bit:
+                self.shadow |= bit
+            else:
+                self.shadow &= ~bit
         return 0
-
-    def _set_line_owned(self, ppi: int, level: bool) -> None:
-        bit = 1 << ppi
-        self.line = (self.line | bit) if level else (self.line & ~bit)
 
     # -- inspection (never raise)
     def pending_ppis(self) -> tuple[int, int]:
@@ -496,31 +566,77 @@ class RefVcpu:
         return words(self.enabled & self.vm.nr_mask)
 
     def has_pending_irq(self) -> bool:
-        return self._wake()
+        return self._block_check()
 
-    def _wake(self) -> bool:
-        """The wake-up predicate (sem 12) on KVM's state and the VMCR/APR saved at exit."""
+    def vgic_pending_irq(self) -> bool:
+        return self._vgic_pending()
+
+    def _block_check(self) -> bool:
+        """kvm_vcpu_check_block: kvm_arch_vcpu_runnable (-> kvm_vgic_vcpu_pending_irq), then
+        kvm_cpu_has_pending_timer."""
+        # kvm_arch_vcpu_runnable (all profiles): the HCR_EL2 VI/VF lines that KVM_IRQ_LINE
+        # (KVM_ARM_IRQ_TYPE_CPU, vcpu_interrupt_line) sets, or kvm_vgic_vcpu_pending_irq
+        if self.cpu_lines[0] or self.cpu_lines[1] or self._vgic_pending():
+            return True
+        # kvm_cpu_has_pending_timer (v2 26/36, v3 26/36): kvm_timer_should_fire(vtimer) ||
+        # kvm_timer_should_fire(ptimer) || WFIT expired. final ("Remove evaluation of timer
+        # state in kvm_cpu_has_pending_timer()"): the WFIT deadline only (never here).
+        if self.vm.profile in ("v2", "v3"):
+            return self.timer_levels["vtimer"] or self.timer_levels["ptimer"]
+        return False
+
+    def _effective_priority_mask(self) -> int:
+        # vgic_v5_get_effective_priority_mask: min(ctz32(APR) or 32, VPMR + 1);
+        # final: 0 when ICH_VMCR_EL2.EN is clear (v2/v3 never read EN)
+        if self.vm.profile == "final" and not self.saved_en:
+            return 0
+        return min(lowest_bit(self.saved_apr & M32, 32), self.saved_vpmr + 1)
+
+    def _sync_priorities(self, ppis: int) -> None:
+        # vgic_v5_sync_ppi_priorities: irq->priority = the saved PRIORITYR field
+        for i in bits(ppis):
+            self.prio_shadow[i] = self.priorityr[i] & 0x1F
+
+    def _vgic_pending(self) -> bool:
+        """kvm_vgic_vcpu_pending_irq -> vgic_v5_has_pending_ppi (v5 skips vgic.enabled)."""
         vm = self.vm
-        if vm.device is None or not vm.initialised:
-            return False
-        exposed = self._exposed_set()
-        pending = self._kvm_pending() & exposed
-        active_prio = lowest_bit(self.saved_apr & M32, 32)
+        if vm.device is None:
+            return False  # no vgic: not v5, !vgic.enabled
         if vm.profile == "v2":
-            if not pending:
+            # vgic_v5_has_pending_ppi (v2 19/36)
+            if not self.shadow:
+                return False  # empty pending shadow
+            limit = self._effective_priority_mask()
+            if not limit:
                 return False
-            self.shadow_prio = list(self.prio)  # v2 syncs every priority register first
-            if self.saved_apr == 0:
-                return True  # fast path: something pending and nothing active
-        limit = min(active_prio, self.saved_vpmr + 1)
-        candidates = pending & self.enabled
-        if vm.profile == "final":
-            if not self.saved_en:
-                return False  # L = 0
-            return any(self.shadow_prio[i] < limit for i in bits(candidates))
-        return any(self.shadow_prio[i] <= limit for i in bits(candidates))
+            self._sync_priorities((1 << 128) - 1)  # all 16 PRIORITYR, at the check
+            possible = self.enabler_exit & self.pendr_exit  # the exit images
+            if possible and limit > 0x1F:
+                return True  # "pending and enabled with no active priorities"
+            return any(self.prio_shadow[i] <= limit for i in bits(possible))
+        if vm.profile == "v3":
+            # vgic_v5_has_pending_ppi (v3 21/36)
+            if not self.shadow:
+                return False
+            limit = self._effective_priority_mask()
+            if not limit:
+                return False
+            possible = self.enabler_img & self.shadow  # enabler image & pending shadow
+            if possible and limit == 32:
+                return True
+            return any(self.prio_shadow[i] <= limit for i in bits(possible))
+        # vgic_v5_has_pending_ppi (final): exposed PPIs, irq->enabled, strict <, hardware
+        # PPIs sample the physical line (vgic_get_phys_line_level -> get_input_level)
+        limit = self._effective_priority_mask()
+        if not limit:
+            return False
+        pending = (self._irq_is_pending() & ~self.hw) | (self._phys() & self.hw)
+        for i in bits(self._exposed_set() & self.enabled):
+            if self.prio_shadow[i] < limit and (pending >> i) & 1:
+                return True
+        return False
 
-    # -- kernel-driven lines (sem 13)
+    # -- kernel-driven lines: kvm_timer_update_irq, kvm_pmu_update_state (sem 13)
     def timer_line(self, name, level) -> None:
         if not isinstance(name, str):
             raise TypeError("timer name must be a str")
@@ -531,6 +647,11 @@ class RefVcpu:
         level = level != 0
         self.timer_levels[name] = level
         if self.vm.dead:
+            return
+        # kvm_timer_update_irq: v3/final skip kvm_vgic_inject_irq for the direct (DVI) timers
+        # ("Skip injecting on GICv5 for directly injected (DVI'd) timers"); v2 still injects
+        # (the shadow write is skipped by set_pending_state for the DVI PPI)
+        if self.vm.profile != "v2":
             return
         ppi = VTIMER_PPI if name == "vtimer" else PTIMER_PPI
         if self.owned & (1 << ppi):
@@ -545,7 +666,7 @@ class RefVcpu:
         if self.vm.dead:
             return
         if self.owned & (1 << PMU_PPI):
-            self._inject(PMU_PPI, level, owner="pmu")
+            self._inject(PMU_PPI, level, owner="pmu")  # kvm_pmu_update_state
 
     # -- vCPU attributes (sem 7)
     @staticmethod
@@ -639,13 +760,15 @@ class RefVcpu:
                     if self.pmu_irq == 0:
                         self.pmu_irq = PMU_INTID  # V5 picks the architected PPI itself
                     self.owned |= 1 << PMU_PPI
-                    self._set_line_owned(PMU_PPI, self.pmu_level)
+                    # the now-owned PPI takes the PMU's line, as an injection (the kernel
+                    # drives the PMU PPI only through kvm_vgic_inject_irq)
+                    self._inject(PMU_PPI, self.pmu_level, owner="pmu")
                 self.pmu_initialised = True
                 return 0
             return -errno.ENXIO
         return -errno.ENXIO
 
-    # -- KVM_RUN (sem 8)
+    # -- KVM_RUN: kvm_arch_vcpu_ioctl_run (sem 8)
     def run(self) -> "_RefRun":
         return _RefRun(self)
 
@@ -659,13 +782,14 @@ class RefVcpu:
             _check(self._first_run())
         cpu = RefCpuIf(self)
         self.cpu = cpu
-        self._flush()
+        self._entry()  # vcpu_load (VMCR/APR carried over), flush, restore
         return cpu
 
     def run_exit(self) -> None:
         if self.cpu is None:
             raise RuntimeError("this vCPU is not inside run()")
-        self._fold()
+        self._exit()
+        self._put(in_wfi=False)
         self.cpu.live = False
         self.cpu = None
 
@@ -678,10 +802,17 @@ class RefVcpu:
             if vm.timer_ppis[0] != TIMER_V5[0] or vm.timer_ppis[1] != TIMER_V5[1]:
                 return -errno.EINVAL
             vm.timers_frozen = True
+            # kvm_timer_enable: timer_irqs_are_valid sets the owners, then
+            # kvm_vgic_map_phys_irq maps both direct timers (VHE: vtimer and ptimer) and
+            # kvm_vgic_map_irq sets DVI for intid == hwintid (vgic_v5_set_ppi_dvi; the DVI
+            # bitmap is not masked by anything)
             for name, ppi in (("vtimer", VTIMER_PPI), ("ptimer", PTIMER_PPI)):
-                self.owned |= 1 << ppi
-                self.hw |= 1 << ppi  # direct timers: hardware-mapped (DVI)
-                self._set_line_owned(ppi, self.timer_levels[name])
+                bit = 1 << ppi
+                self.owned |= bit
+                self.hw |= bit
+                self.dvi |= bit
+                if vm.profile == "v2" and self.timer_levels[name] != bool(self.line & bit):
+                    self.line ^= bit  # v2 injects its timers; the shadow skips DVI PPIs
         if self.pmu and not self.pmu_initialised:
             return -errno.EINVAL
         if vm.device is not None:
@@ -689,50 +820,113 @@ class RefVcpu:
         self.has_run = True
         return 0
 
-    def _flush(self) -> None:
-        """Entry: KVM state -> image (sem 9)."""
-        vm = self.vm
-        if vm.device is None:
+    # -- entry: kvm_vgic_flush_hwstate + __vgic_v5_restore_ppi_state
+    def _entry(self) -> None:
+        if self.vm.device is None:
             return
-        exposed = self._exposed_set()
-        pend = self._kvm_pending() & exposed
-        if vm.profile == "final":
-            self.latch &= ~(EDGE & exposed)  # the edge now lives in PENDR only
-        self.dvir = self.hw & exposed
-        self.pendr = pend & ~self.dvir
-        self.activer = self.active & exposed
-        self.enabler = self.enabled & exposed
-        if vm.profile == "final":
-            for i in range(64, 128):
-                self.prio[i] = 0  # upper bank written as zero
-        self.entry_pendr = self.pendr
-        self.entry_activer = self.activer
+        self._flush()
+        self._restore()
 
-    def _fold(self) -> None:
-        """Exit: image -> KVM state (sem 9)."""
+    def _flush(self) -> None:
         vm = self.vm
-        if vm.device is None:
+        if vm.profile in ("v2", "v3"):
+            # vgic_v5_flush_ppi_state (v2 18/36, v3 19/36): the raw 128-bit pending shadow
+            # becomes the entry image (and the preset exit image); not cut to the exposed
+            # set, no latch cleared, ACTIVER/ENABLER images not rebuilt
+            self.pendr_entry = self.shadow
+            self.pendr_exit = self.shadow
             return
+        # vgic_v5_flush_ppi_state (final): irq_is_pending() of each exposed PPI; an EDGE
+        # PPI's latch is cleared as it is sampled (the edge now lives in PENDR)
         exposed = self._exposed_set()
-        if vm.profile == "final":
-            self.active = (self.active & ~exposed) | (self.activer & exposed)
-            self.latch |= self.pendr & exposed & EDGE
-        else:
-            changed = ((self.pendr ^ self.entry_pendr) | (self.activer ^ self.entry_activer))
-            changed &= exposed
-            if vm.profile == "v3":
-                changed &= ~self.dvir
-            self.active = (self.active & ~changed) | (self.activer & changed)
-            edge = changed & EDGE
-            self.latch = (self.latch & ~edge) | (self.pendr & edge)  # assignment, not OR
-        self.dvir = 0
+        self.pendr_entry = self._irq_is_pending() & exposed
+        self.latch &= ~(EDGE & exposed)
+
+    def _restore(self) -> None:
+        # __vgic_v5_restore_ppi_state (all profiles): DVIR = the DVI bitmap (raw, not masked
+        # by the exposed set); ACTIVER/ENABLER = the images (ACTIVER: the last exit's);
+        # PENDR = pendr_entry & ~dvir; PRIORITYR = the saved priorities. final writes the
+        # upper bank as zero (its impl mask has no upper bank). The hardware keeps only
+        # what it implements.
+        impl = self.vm.impl
+        self.hw_dvir = self.dvi & impl
+        self.hw_activer = self.activer_img & impl
+        self.hw_enabler = self.enabler_img & impl
+        self.hw_pendr = self.pendr_entry & ~self.dvi & impl
+        self.hw_prio = [self.priorityr[i] & 0x1F if (impl >> i) & 1 else 0 for i in range(128)]
+
+    # -- exit: __vgic_v5_save_ppi_state / __vgic_v5_save_state + kvm_vgic_sync_hwstate
+    def _exit(self) -> None:
+        if self.vm.device is None:
+            return
+        self._save()
+        self._fold()
+
+    def _save(self) -> None:
+        # __vgic_v5_save_ppi_state (all profiles): ACTIVER, PENDR (v2: ENABLER too) and
+        # PRIORITYR read back, then DVIR zeroed; __vgic_v5_save_state: VMCR (not APR)
+        self.activer_exit = self.hw_activer
+        self.pendr_exit = self.hw_pendr
+        if self.vm.profile == "v2":
+            self.enabler_exit = self.hw_enabler
+        self.priorityr = list(self.hw_prio)
+        self.hw_dvir = 0
         self.saved_en = self.en
         self.saved_vpmr = self.vpmr
-        self.saved_apr = self.apr
+
+    def _fold(self) -> None:
+        vm = self.vm
+        if vm.profile == "v2":
+            # vgic_v5_fold_ppi_state (v2 18/36): over the bits whose enabler, active or
+            # pending image changed, minus DVI: enabled/active assigned, EDGE latch ORed;
+            # then both entry images take the exit images and the shadow ORs the exit
+            # PENDR outside the HMR (never cleared)
+            changed = ((self.enabler_img ^ self.enabler_exit)
+                       | (self.activer_img ^ self.activer_exit)
+                       | (self.pendr_entry ^ self.pendr_exit)) & ~self.dvi
+            self.enabled = (self.enabled & ~changed) | (self.enabler_exit & changed)
+            self.active = (self.active & ~changed) | (self.activer_exit & changed)
+            self.latch |= self.pendr_exit & changed & EDGE
+            self.enabler_img = self.enabler_exit
+            self.activer_img = self.activer_exit
+            self.shadow |= self.pendr_exit & ~self._hmr()
+            return
+        if vm.profile == "v3":
+            # vgic_v5_fold_ppi_state (v3 19/36): as v2 over changed active/pending bits
+            # minus DVI (ENABLER is not saved); exit ACTIVER -> image; shadow OR outside HMR
+            changed = ((self.activer_img ^ self.activer_exit)
+                       | (self.pendr_entry ^ self.pendr_exit)) & ~self.dvi
+            self.active = (self.active & ~changed) | (self.activer_exit & changed)
+            self.latch |= self.pendr_exit & changed & EDGE
+            self.activer_img = self.activer_exit
+            self.shadow |= self.pendr_exit & ~self._hmr()
+            return
+        # vgic_v5_fold_ppi_state (final): every exposed PPI, DVI included: active from the
+        # exit image, EDGE latch ORed from the exit PENDR; exit ACTIVER -> image
+        exposed = self._exposed_set()
+        self.active = (self.active & ~exposed) | (self.activer_exit & exposed)
+        self.latch |= self.pendr_exit & exposed & EDGE
+        self.activer_img = self.activer_exit
+
+    # -- vcpu_put: vgic_v5_put
+    def _put(self, in_wfi: bool) -> None:
+        if self.vm.device is None:
+            return
+        self.saved_apr = self.apr  # __vgic_v5_save_apr
+        if in_wfi and self.vm.profile != "v2":
+            # v3 21/36, final: "The shadow priority is only updated on entering WFI"
+            self._sync_priorities(self._exposed_set())
+
+    def _trap(self, handler) -> None:
+        """A trapped guest register write: exit (save + fold), the handler, entry."""
+        self._exit()
+        handler()
+        self._entry()
 
 
 class _RefRun:
-    """``with vcpu.run() as cpu:``: one KVM_RUN (enter = first-run steps + flush, exit = fold)."""
+    """``with vcpu.run() as cpu:``: one KVM_RUN (enter = first-run steps + entry, exit = exit
+    + put)."""
 
     def __init__(self, vcpu: RefVcpu):
         self.vcpu = vcpu
@@ -763,72 +957,123 @@ class RefCpuIf:
             raise UndefinedInstruction("no GICv5 CPU interface")
         return self.vcpu
 
-    def _limit(self, v: RefVcpu) -> int:
-        # v3/final: hardware writes, limited to what the hardware implements; v2: trapped,
-        # limited to the exposed set
-        return v._exposed_set() if v.vm.profile == "v2" else v.vm.impl
-
-    # ENABLER
+    # ICC_PPI_ENABLERn_EL1: trapped writes (all profiles), hardware reads
     def write_ppi_enabler(self, n, value) -> None:
         _reg_n(n)
         value = _uint(value, 64, "value")
         v = self._usable()
-        if v.vm.profile == "final" and n == 1:
-            return  # ENABLER1 writes accepted and ignored
         shift = 64 * n
-        word = value & (v._exposed_set() >> shift) & M64
-        keep = ~(M64 << shift)
-        v.enabled = (v.enabled & keep) | (word << shift)
-        v.enabler = (v.enabler & keep) | (word << shift)
+        bank = M64 << shift
+        profile = v.vm.profile
+
+        def handler():
+            # access_gicv5_ppi_enabler: the write masked by the exposed set
+            word = (value << shift) & v._exposed_set() & bank
+            if profile == "v2":
+                # v2 22/36: only the entry image is written
+                v.enabler_img = (v.enabler_img & ~bank) | word
+            elif profile == "v3":
+                # v3 22/36: the image, then irq->enabled for all 64 PPIs of the register
+                v.enabler_img = (v.enabler_img & ~bank) | word
+                v.enabled = (v.enabled & ~bank) | word
+            elif n == 0:
+                # final: bank 0 only (an odd Op2 returns at once); irq->enabled for each
+                # exposed PPI
+                exposed = v._exposed_set()
+                v.enabler_img = (v.enabler_img & ~bank) | word
+                v.enabled = (v.enabled & ~exposed) | (word & exposed)
+
+        v._trap(handler)
 
     def read_ppi_enabler(self, n) -> int:
         _reg_n(n)
-        return (self._usable().enabler >> (64 * n)) & M64
+        return (self._usable().hw_enabler >> (64 * n)) & M64
 
-    # PENDR / ACTIVER
+    # ICC_PPI_SPENDR/SACTIVER reads: the hardware
     def read_ppi_spendr(self, n) -> int:
         _reg_n(n)
         return (self._usable()._guest_pending() >> (64 * n)) & M64
 
     def read_ppi_sactiver(self, n) -> int:
         _reg_n(n)
-        return (self._usable().activer >> (64 * n)) & M64
+        return (self._usable().hw_activer >> (64 * n)) & M64
 
     def _bits(self, n, value) -> tuple[RefVcpu, int]:
         _reg_n(n)
         value = _uint(value, 64, "value")
         v = self._usable()
-        return v, (value << (64 * n)) & self._limit(v)
+        return v, value << (64 * n)
 
+    # ICC_PPI_SPENDR/CPENDR writes. v2: trapped, access_gicv5_ppi_pendr writes only the
+    # pendr entry image (masked by the exposed set), which the next flush overwrites.
+    # v3/final: untrapped; the hardware (QEMU gic_ppi_spend_write / gic_ppi_cpend_write)
+    # changes only PPIs whose handling mode is Edge (HMR reset: all Level but SW_PPI).
     def write_ppi_spendr(self, n, value) -> None:
         v, b = self._bits(n, value)
-        v.pendr |= b
+        if v.vm.profile == "v2":
+            def handler():
+                v.pendr_entry |= b & v._exposed_set()
+            v._trap(handler)
+            return
+        v.hw_pendr |= b & EDGE & v.vm.impl
 
     def write_ppi_cpendr(self, n, value) -> None:
         v, b = self._bits(n, value)
-        v.pendr &= ~b
+        if v.vm.profile == "v2":
+            def handler():
+                v.pendr_entry &= ~(b & v._exposed_set())
+            v._trap(handler)
+            return
+        v.hw_pendr &= ~(b & EDGE & v.vm.impl)
 
+    # ICC_PPI_SACTIVER/CACTIVER writes. v2: trapped, access_gicv5_ppi_activer changes only
+    # the activer entry image (masked by the exposed set). v3/final: untrapped; the hardware
+    # (QEMU gic_ppi_sactive_write / gic_ppi_cactive_write) changes implemented PPIs.
     def write_ppi_sactiver(self, n, value) -> None:
         v, b = self._bits(n, value)
-        v.activer |= b
+        if v.vm.profile == "v2":
+            def handler():
+                v.activer_img |= b & v._exposed_set()
+            v._trap(handler)
+            return
+        v.hw_activer |= b & v.vm.impl
 
     def write_ppi_cactiver(self, n, value) -> None:
         v, b = self._bits(n, value)
-        v.activer &= ~b
+        if v.vm.profile == "v2":
+            def handler():
+                v.activer_img &= ~(b & v._exposed_set())
+            v._trap(handler)
+            return
+        v.hw_activer &= ~(b & v.vm.impl)
 
-    # PRIORITYR
+    # ICC_PPI_PRIORITYRn_EL1: the guest writes one priority by read-modify-write of its
+    # register. v2: trapped, access_gicv5_ppi_priorityr stores the written register masked to
+    # 0x1f in each exposed PPI's byte. v3/final: untrapped hardware (5 bits, implemented PPIs).
     def write_ppi_priority(self, ppi, prio) -> None:
         ppi = _index(ppi, 0, 127, "ppi")
         prio = _index(prio, 0, 255, "prio")
         v = self._usable()
-        if (self._limit(v) >> ppi) & 1:
-            v.prio[ppi] = prio & 0x1F  # 5 priority bits; the rest is RES0
+        if v.vm.profile == "v2":
+            base = ppi & ~7
+            regval = [v.hw_prio[base + k] for k in range(8)]  # reads are not trapped
+            regval[ppi - base] = prio
+
+            def handler():
+                exposed = v._exposed_set()
+                for k in range(8):
+                    i = base + k
+                    v.priorityr[i] = regval[k] & 0x1F if (exposed >> i) & 1 else 0
+            v._trap(handler)
+            return
+        if (v.vm.impl >> ppi) & 1:
+            v.hw_prio[ppi] = prio & 0x1F
 
     def read_ppi_priority(self, ppi) -> int:
         ppi = _index(ppi, 0, 127, "ppi")
-        return self._usable().prio[ppi]
+        return self._usable().hw_prio[ppi]
 
-    # ICC_CR0_EL1 / ICC_PCR_EL1
+    # ICC_CR0_EL1 / ICC_PCR_EL1 (untrapped: ICH_VMCR_EL2.EN / VPMR)
     def write_cr0(self, enable) -> None:
         _int(enable, "enable")  # a truth value given as a bool or an integer
         v = self._usable()
@@ -839,42 +1084,48 @@ class RefCpuIf:
         v = self._usable()
         v.vpmr = prio & 0x1F
 
-    # GICR CDIA / GIC CDEOI / GIC CDDI
+    # GICR CDIA (QEMU gicr_cdia_read / gic_hppi): the best enabled, pending, inactive PPI
+    # with priority <= PCR and < the running priority; it becomes active, its priority
+    # active in APR, and its pending state is cleared only in Edge handling mode.
     def cdia(self):
         v = self._usable()
         if not v.en:
             return None
         running = lowest_bit(v.apr & M32, 32)
         best = None
-        for i in bits(v._guest_pending() & v.enabler & ~v.activer):
-            p = v.prio[i]
-            if p <= v.vpmr and p < running and (best is None or p < v.prio[best]):
+        for i in bits(v._guest_pending() & v.hw_enabler & ~v.hw_activer):
+            p = v.hw_prio[i]
+            if p <= v.vpmr and p < running and (best is None or p < v.hw_prio[best]):
                 best = i  # ascending scan: a tie keeps the lower index
         if best is None:
             return None
-        v.activer |= 1 << best
-        v.apr |= 1 << v.prio[best]
+        v.hw_activer |= 1 << best
+        v.apr |= 1 << v.hw_prio[best]
         if (1 << best) & EDGE:
-            v.pendr &= ~(1 << best)
+            v.hw_pendr &= ~(1 << best)
         return PPI_INTID | best
 
+    # GIC CDEOI (QEMU gic_cdeoi_write): drops only the highest active priority, the lowest
+    # set APR bit
     def cdeoi(self) -> None:
         v = self._usable()
         if v.apr:
-            v.apr &= v.apr - 1  # drop the highest active priority (lowest set bit)
+            v.apr &= v.apr - 1
 
+    # GIC CDDI: clears the PPI's active state
     def cddi(self, intid) -> None:
         intid = _uint(intid, 32, "intid")
         v = self._usable()
         if intid >> 29 == 1 and (intid & 0xFFFFFF) < v.vm.nr:
-            v.activer &= ~(1 << (intid & 0xFFFFFF))
+            v.hw_activer &= ~(1 << (intid & 0xFFFFFF))
 
-    # WFI
+    # WFI: kvm_handle_wfx -> kvm_vcpu_wfi: exit (save + fold), vgic put with IN_WFI (APR
+    # saved; v3/final sync the priorities), the block check (kvm_vcpu_check_block), load,
+    # entry (flush + restore)
     def wfi(self) -> bool:
         v = self._usable()
-        v._fold()
-        if v.vm.profile != "v2":
-            v.shadow_prio = list(v.prio)  # put with IN_WFI syncs the priorities
-        woke = v._wake()
-        v._flush()
+        v._exit()
+        v._put(in_wfi=True)
+        woke = v._block_check()
+        v._entry()
         return woke
