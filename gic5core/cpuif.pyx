@@ -30,6 +30,7 @@ from gic5core.errors import UndefinedInstruction
 cdef enum reg_t:
     REG_PENDR = 0
     REG_ACTIVER = 1
+    REG_ENABLER = 2
 
 
 cdef inline int check_n(object n) except -1:  # returns n
@@ -118,31 +119,34 @@ cdef class CpuIf:
         flush(vm, v)  # and the guest is entered again
         self.leave()
 
-    def read_ppi_enabler(self, n):
-        """read_ppi_enabler(n) -> word n of ICH_PPI_ENABLER (not trapped)."""
+    cdef uint64_t read_word(self, int reg, object n) except? 0:
+        # Word n of an untrapped register read: ENABLER, the pending state the guest sees
+        # (PENDR, or the line of a DVI PPI), or ACTIVER.
         cdef int k = check_n(n)
         cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = v.ich_enabler.w[k]
+        cdef uint64_t r
+        if reg == REG_ENABLER:
+            r = v.ich_enabler.w[k]
+        elif reg == REG_PENDR:
+            r = guest_pending(v).w[k]
+        else:
+            r = v.ich_activer.w[k]
         self.leave()
         return r
+
+    def read_ppi_enabler(self, n):
+        """read_ppi_enabler(n) -> word n of ICH_PPI_ENABLER (not trapped)."""
+        return self.read_word(REG_ENABLER, n)
 
     # --- pending / active ------------------------------------------------------------------------
 
     def read_ppi_spendr(self, n):
         """read_ppi_spendr(n) -> word n of the pending state the guest sees."""
-        cdef int k = check_n(n)
-        cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = guest_pending(v).w[k]
-        self.leave()
-        return r
+        return self.read_word(REG_PENDR, n)
 
     def read_ppi_sactiver(self, n):
         """read_ppi_sactiver(n) -> word n of ICH_PPI_ACTIVER."""
-        cdef int k = check_n(n)
-        cdef vcpu_t* v = self.enter()
-        cdef uint64_t r = v.ich_activer.w[k]
-        self.leave()
-        return r
+        return self.read_word(REG_ACTIVER, n)
 
     cdef void write_state(self, int reg, object n, object value, bint set_bits) except *:
         cdef int k = check_n(n)

@@ -13,4 +13,5 @@ cdef class VmCore:
     cdef str _profile            # the profile's name (the `profile` property)
     cdef vcpu_t* vcpu_at(self, int index) except NULL
     cdef tuple locked_mask(self, const mask128* m)
+    cdef bint locked_check(self, int index, bint block) except -1
     cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1) except -1

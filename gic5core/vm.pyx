@@ -589,23 +589,22 @@ cdef class VmCore:
         """_enabled_ppis(index) -> (word0, word1): the guest's enables as KVM holds them."""
         return self.locked_mask(&self.vcpu_at(index).enabled)
 
-    def _has_pending_irq(self, int index):
-        """_has_pending_irq(index) -> bool: what kvm_vcpu_check_block would wake on (ppi.pxd)."""
+    cdef bint locked_check(self, int index, bint block) except -1:
+        # The block check (block) or its vGIC part alone, under vm.lock.
         cdef vcpu_t* v = self.vcpu_at(index)
         cdef bint r
         gic5_lock(&self.vm.lock)
-        r = has_pending(&self.vm, v)
+        r = has_pending(&self.vm, v) if block else vgic_pending(&self.vm, v)
         gic5_unlock(&self.vm.lock)
         return r
 
+    def _has_pending_irq(self, int index):
+        """_has_pending_irq(index) -> bool: what kvm_vcpu_check_block would wake on (ppi.pxd)."""
+        return self.locked_check(index, True)
+
     def _vgic_pending_irq(self, int index):
         """_vgic_pending_irq(index) -> bool: kvm_vgic_vcpu_pending_irq alone (ppi.pxd)."""
-        cdef vcpu_t* v = self.vcpu_at(index)
-        cdef bint r
-        gic5_lock(&self.vm.lock)
-        r = vgic_pending(&self.vm, v)
-        gic5_unlock(&self.vm.lock)
-        return r
+        return self.locked_check(index, False)
 
     def _cpu_lines(self, int index):
         """_cpu_lines(index) -> (irq, fiq): the KVM_ARM_IRQ_TYPE_CPU line levels."""
