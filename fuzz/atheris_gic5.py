@@ -29,8 +29,8 @@ Rules this harness keeps:
   (atheris.instrument_imports); the Cython core is not (that needs a clang
   -fsanitize=fuzzer-no-link build), so the feedback comes from the paths the front end and
   the oracle take, which mirror the core's branches.
-- Known discrepancies are those listed in tests/test_fuzz.py's KNOWN (the harness only
-  passes well-typed ints, so only the PMU-get one can appear) and are tolerated here.
+- The outcome classifier, the observable snapshot and the known discrepancies (KNOWN) are
+  tests/differential.py's, shared with the state machine and the Hypothesis fuzz tests.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ with atheris.instrument_imports():
     import gic5
     import gic5core
     import reference as ref
+    from differential import cpu_view, known, outcome, vcpu_view
     from gic5.storm import StormConfig, build_vms
 
 PROFILES = ("v2", "v3", "final")
@@ -67,36 +68,10 @@ MAX_CALLS = 24
 _storm_vms = None
 
 
-def kind(exc):
-    if isinstance(exc, (gic5.UndefinedInstruction, ref.UndefinedInstruction)):
-        return ("UNDEF",)
-    if isinstance(exc, OSError):
-        return ("OSError", exc.errno)
-    if isinstance(exc, (ValueError, OverflowError)):
-        return ("ValueError",)
-    if type(exc) in (TypeError, RuntimeError):
-        return (type(exc).__name__,)
-    raise exc  # anything else is a bug: let libFuzzer see it
-
-
 def call(fn):
-    try:
-        v = fn()
-    except Exception as e:  # noqa: BLE001 (classified; unknown kinds re-raised)
-        return ("raise", kind(e)), None
-    if isinstance(v, np.ndarray):
-        return ("ok", tuple(v.tolist())), v
-    if isinstance(v, list):
-        return ("ok", tuple(v)), v
-    if v is None or isinstance(v, (bool, int, tuple)):
-        return ("ok", v), v
-    return ("ok", "object"), v
-
-
-def tolerated(label, lo, ro):
-    # tests/test_fuzz.py KNOWN["pmu-get-unknown-attr-without-pmu"]
-    return (label.startswith("vcpu.get_attr(0,") and lo == ("raise", ("OSError", errno.ENXIO))
-            and ro == ("raise", ("OSError", errno.ENODEV)))
+    # tests/differential.py's classifier: every harness compares the same way (an exception
+    # no call may raise propagates, and libFuzzer reports it with its input).
+    return outcome(fn)
 
 
 class Pair:
@@ -136,20 +111,15 @@ class Pair:
         flags = (vm.dead, vm.initialised) + ((vm.has_device, vm.nr_vcpus) if side == 0
                                              else (vm.device is not None, len(vm.vcpus)))
         s = [flags, vm.exposed_ppis(), vm.userspace_ppis()]
-        for pair in self.vcpus:
-            v = pair[side]
-            s.append((v.pending_ppis(), v.active_ppis(), v.enabled_ppis(), v.has_pending_irq()))
+        s += [vcpu_view(pair[side]) for pair in self.vcpus]
         if self.run:
-            cpu = self.run[2 + side]
-            s.append(tuple(call(lambda: getattr(cpu, m)(n))[0] for m in
-                           ("read_ppi_enabler", "read_ppi_spendr", "read_ppi_sactiver")
-                           for n in (0, 1)))
+            s.append(cpu_view(self.run[2 + side]))
         return s
 
     def both(self, label, lib_fn, ref_fn, may_change=()):
         before = self.snapshot(0)
         (lo, lv), (ro, rv) = call(lib_fn), call(ref_fn)
-        if lo != ro and not tolerated(label, lo, ro):
+        if lo != ro and not known(label, lo, ro):
             raise AssertionError(f"{self.profile}: {label}: gic5 {lo} != reference {ro}")
         after = self.snapshot(0)
         if after != self.snapshot(1):

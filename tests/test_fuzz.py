@@ -2,7 +2,7 @@
 
 Rules this file keeps:
 - Every call is made twice, on gic5 and on the pure-Python reference model (tests/reference.py,
-  written from docs/semantics.md), from the same drawn arguments and with identical fresh
+  written from the kernel source), from the same drawn arguments and with identical fresh
   buffers. The outcome must match: the same OSError errno (and subclass), or the same kind of
   Python misuse (TypeError; ValueError and OverflowError count as one, as semantics.md
   section 2 allows either); any other exception (IndexError, SystemError, BufferError, ...)
@@ -23,8 +23,9 @@ Rules this file keeps:
 - Surfaces without a reference counterpart (Host, Kvm, uapi.irq_word, check, storm_run,
   bare_inject_loop, irq_line_batch's argument conversion) are checked against their
   documented contract directly.
-- Known library discrepancies live in KNOWN and nowhere else, each matched narrowly and
-  reported; crashes of the interpreter are xfail tests run in a subprocess.
+- The outcome classifier, the buffers, the observable snapshot and the known discrepancies
+  (KNOWN) are tests/differential.py's, shared with the state machine and the atheris harness;
+  crashes of the interpreter are xfail tests run in a subprocess.
 - Size: GIC5_FUZZ_EXAMPLES examples per test (default 600; the default run stays well under a
   minute on a 2-core machine), derandomized unless GIC5_FUZZ_RANDOM=1.
 """
@@ -36,7 +37,6 @@ import errno
 import operator
 import os
 import pathlib
-import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +54,8 @@ from gic5.storm import StormConfig, build_vms
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
+from differential import (BUF_KINDS as DIFF_BUF_KINDS, MISUSE_VALUE, buffer_bytes,  # noqa: E402
+                          cpu_view, failed, known, make_buffer, outcome, vcpu_view)
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -66,132 +68,32 @@ FUZZ = settings(
                            HealthCheck.data_too_large],
 )
 
-# gic5 discrepancies against the reference / the documented contract. Each entry hides one
-# mismatch shape and is reported with a repro; the tests still check everything else.
-KNOWN: dict[str, dict] = {
-}
-
-
 def wrong_typed(args) -> bool:
     """Some argument is not a Python int (bools count as ints)."""
     return any(not isinstance(a, int) for a in args)
 
 
-# --- outcomes ---------------------------------------------------------------------------------
+# --- outcomes: tests/differential.py ----------------------------------------------------------
 
-def kind(exc: BaseException) -> tuple:
-    if isinstance(exc, (gic5.UndefinedInstruction, ref.UndefinedInstruction)):
-        return ("UndefinedInstruction",)
-    if isinstance(exc, OSError):
-        return ("OSError", exc.errno, type(exc).__name__)
-    if isinstance(exc, (ValueError, OverflowError)) and not isinstance(exc, UnicodeError):
-        return ("ValueError/OverflowError",)
-    if type(exc) is TypeError:
-        return ("TypeError",)
-    if type(exc) is RuntimeError:
-        return ("RuntimeError",)
-    return ("unexpected", type(exc).__name__, str(exc))
-
-
-def normalise(value):
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return ("int", int(value))
-    if isinstance(value, tuple):
-        return ("tuple", tuple(normalise(v) for v in value))
-    if isinstance(value, (list, np.ndarray)):
-        return ("seq", tuple(int(v) for v in value))
-    return ("object", type(value).__name__.replace("Ref", "").lstrip("_"))
-
-
-def outcome(fn):
-    try:
-        value = fn()
-    except BaseException as e:  # noqa: BLE001 (every exception is classified and compared)
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        return ("raise", kind(e)), None
-    return ("ok", normalise(value)), value
-
-
-def failed(o) -> bool:
-    return o[0] == "raise"
-
-
-def known(label, args, lib_o, ref_o) -> str | None:
-    for name, k in KNOWN.items():
-        if re.search(k["label"], label) and k["when"](args) and lib_o == k["lib"] \
-                and k["ref"](ref_o):
-            return name
-    # Two misuse errors in one call: gic5 checks types first (TypeError) where the reference
-    # may find a value problem first (ValueError). Either is a right answer.
-    if lib_o == ("raise", ("TypeError",)) and ref_o == ("raise", ("ValueError/OverflowError",)) \
+def known_here(label, args, lib_o, ref_o) -> str | None:
+    """differential.known, plus the one order this file tolerates: two misuse errors in one
+    call, where gic5 checks types first (TypeError) and the reference may find a value
+    problem first (ValueError). Either is a right answer."""
+    name = known(label, lib_o, ref_o)
+    if name is None and lib_o == ("raise", ("TypeError",)) and ref_o == ("raise", MISUSE_VALUE) \
             and wrong_typed(args):
         return "misuse-order"
-    return None
+    return name
 
 
 # --- buffers ----------------------------------------------------------------------------------
 
-BUF_KINDS = ["bytearray", "bytearray", "bytearray", "bytes", "mv_ro", "mv_rw", "array_B",
-             "array_I", "array_Q", "array_d", "np_u8", "np_u32", "np_u64", "np_f64", "np_bool",
-             "np_ro", "np_noncontig", "np_2d", "np_fortran", "np_empty", "none", "zero", "false",
-             "true", "one", "neg", "huge", "str", "list", "float", "bytes_list"]
+# Buffers come from tests/differential.py (make_buffer, buffer_bytes); bytearrays drawn more.
+BUF_KINDS = ["bytearray", "bytearray"] + [k for k in DIFF_BUF_KINDS if k != "raw"]
 buffers = st.tuples(st.sampled_from(BUF_KINDS), st.sampled_from([0, 1, 3, 4, 7, 8, 12, 15, 16,
                                                                    17, 24, 32]),
                     st.sampled_from([0x2000001B, 0x2000001E, 0x2000001C, 0x20000017, 0x20000003,
                                      27, 0, U32, 0x6000001B, 0x20000040]))
-
-
-def make_buffer(spec):
-    """A fresh buffer from a spec; called once per side so both start byte for byte equal."""
-    kind_, size, value = spec
-    data = (value.to_bytes(4, sys.byteorder) + bytes(range(0xA0, 0xC0)) * 2)[:size]
-    if kind_ == "bytearray":
-        return bytearray(data)
-    if kind_ == "bytes":
-        return bytes(data)
-    if kind_ == "mv_ro":
-        return memoryview(bytes(data))
-    if kind_ == "mv_rw":
-        return memoryview(bytearray(data))
-    if kind_.startswith("array_"):
-        code = kind_[-1]
-        item = array.array(code).itemsize
-        a = array.array(code)
-        a.frombytes(data[:len(data) - len(data) % item])
-        return a
-    if kind_ in ("np_u8", "np_u32", "np_u64", "np_f64", "np_bool"):
-        dt = {"np_u8": np.uint8, "np_u32": np.uint32, "np_u64": np.uint64, "np_f64": np.float64,
-              "np_bool": np.bool_}[kind_]
-        item = np.dtype(dt).itemsize
-        return np.frombuffer(bytearray(data[:len(data) - len(data) % item]), dtype=dt).copy() \
-            if dt is not np.bool_ else np.frombuffer(bytearray(data), dtype=np.uint8).astype(bool)
-    if kind_ == "np_ro":
-        a = np.frombuffer(bytearray(data), dtype=np.uint8).copy()
-        a.setflags(write=False)
-        return a
-    if kind_ == "np_noncontig":
-        return np.frombuffer(bytearray(data * 2 + b"\0\0"), dtype=np.uint8).copy()[::2]
-    if kind_ == "np_2d":
-        return np.frombuffer(bytearray((data + b"\0" * 32)[:32]), dtype=np.uint8).copy() \
-            .reshape(4, 8)
-    if kind_ == "np_fortran":
-        return np.asfortranarray(np.arange(32, dtype=np.uint8).reshape(4, 8))
-    if kind_ == "np_empty":
-        return np.zeros(0, dtype=np.uint32)
-    return {"none": None, "zero": 0, "false": False, "true": True, "one": 1, "neg": -1,
-            "huge": 2**70, "str": "buffer", "list": [0] * 16, "float": 0.0,
-            "bytes_list": [b"\0" * 16]}[kind_]
-
-
-def buffer_bytes(buf):
-    if not isinstance(buf, (bytearray, bytes, memoryview, array.array, np.ndarray)):
-        return None
-    if isinstance(buf, np.ndarray):
-        return buf.tobytes(order="A")
-    return bytes(memoryview(buf).cast("B")) if memoryview(buf).c_contiguous else None
 
 
 # --- argument domains ---------------------------------------------------------------------------
@@ -313,17 +215,9 @@ class World:
         else:
             flags = (vm.dead, vm.device is not None, vm.initialised, len(vm.vcpus))
         snap = [flags, vm.exposed_ppis(), vm.userspace_ppis()]
-        for pair in self.vcpus:
-            v = pair[side]
-            snap.append((v.pending_ppis(), v.active_ppis(), v.enabled_ppis(),
-                         v.has_pending_irq()))
+        snap += [vcpu_view(pair[side]) for pair in self.vcpus]
         if self.run is not None:
-            cpu = self.run[2 + side]
-            snap.append(tuple(outcome(lambda: getattr(cpu, m)(n))[0]
-                              for m in ("read_ppi_enabler", "read_ppi_spendr", "read_ppi_sactiver")
-                              for n in (0, 1)))
-            snap.append(tuple(outcome(lambda: cpu.read_ppi_priority(p))[0]
-                              for p in (0, 3, 23, 27, 30, 63, 64, 127)))
+            snap.append(cpu_view(self.run[2 + side]))
         return snap
 
     def both(self, label, lib_fn, ref_fn, args=(), state_may_change_on=()):
@@ -331,7 +225,7 @@ class World:
         before = self.snapshot(0)
         (lo, lv), (ro, rv) = outcome(lib_fn), outcome(ref_fn)
         after_lib, after_ref = self.snapshot(0), self.snapshot(1)
-        self.bug = known(label, args, lo, ro) if lo != ro else None
+        self.bug = known_here(label, args, lo, ro) if lo != ro else None
         if self.bug is None:
             assert lo == ro, f"{self.profile}: {label}: gic5 {lo} != reference {ro}"
             assert after_lib == after_ref, (f"{self.profile}: {label} ({lo}): state differs\n"

@@ -22,20 +22,19 @@ Rules this file keeps:
 - One TestCase per profile. Hypothesis settings come from the profile named by the
   HYPOTHESIS_PROFILE environment variable: "ci" (default: derandomized, about 35 s for the
   three profiles on a 2-core machine) or "dev" (random, with an example database).
-- Known library discrepancies go in KNOWN_LIBRARY_BUGS and nowhere else: each entry matches
+- The outcome classifier, the buffers, the observables and the known discrepancies are
+  tests/differential.py's (shared with the fuzz tests and the atheris harness). Known
+  library discrepancies go in its KNOWN and nowhere else: each entry matches
   exactly one (call, library outcome, reference outcome) triple, carries the semantics.md
   section it breaks, and is reported to the library's author, not silently absorbed.
 """
 
 from __future__ import annotations
 
-import array
 import os
 import pathlib
-import re
 import sys
 
-import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
@@ -45,6 +44,8 @@ import gic5
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
+from differential import (CPU_READS, VCPU_VIEWS, buffer_bytes, known,  # noqa: E402
+                          make_buffer, outcome)
 
 # --- Hypothesis profiles ---------------------------------------------------------------------
 # HYPOTHESIS_PROFILE picks "ci" (default) or "dev". Hypothesis loads its own "ci" profile by
@@ -64,13 +65,6 @@ SIZES = {"ci": (450, 70), "dev": (1000, 100)}
 _examples, _steps = SIZES.get(HYPOTHESIS_PROFILE, SIZES["ci"])
 SETTINGS = settings(settings.get_profile(HYPOTHESIS_PROFILE), max_examples=_examples,
                     stateful_step_count=_steps)
-
-# Library discrepancies the state machine steps over so the rest of the comparison keeps
-# running. An entry hides one mismatch only: a call whose label matches ``label`` (a regex)
-# where the library gave ``lib`` and the reference ``ref`` (outcome()[:2] forms). Only
-# mismatches without a state change belong here; anything else would make later steps diverge.
-KNOWN_LIBRARY_BUGS: dict[str, dict] = {
-}
 
 U64 = 2**64 - 1
 U32 = 2**32 - 1
@@ -99,7 +93,7 @@ VCPU_ATTRS = [0, 0, 1, 1, 2, 3, 4, 9, U64]
 ATTR_VALUES = [0x2000001B, 0x2000001E, 0x2000001C, 0x2000001A, 0x20000017, 0x20000017,
                0x20000003, 27, 0x2000003F, 0x20000040, 0x2000007F, 0x20000080, 0x2100001B,
                0x6000001B, 0x4000001B, 0, U32]
-BUF_KINDS = ["bytearray"] * 6 + ["bytes", "ro_view", "array", "np_u8", "np_u32",
+BUF_KINDS = ["bytearray"] * 6 + ["bytes", "mv_ro", "array_B", "np_u8", "np_u32",
                                   "np_noncontig", "none", "zero", "raw", "true", "str"]
 BUF_SIZES = [16, 16, 4, 4, 8, 12, 0, 3, 7, 24]
 IRQ_TYPES = [2, 2, 2, 2, 0, 0, 1, 3, 15]
@@ -113,8 +107,6 @@ PPIS = [3, 3, 3, 0, 1, 23, 26, 27, 28, 30, 31, 63, 64, 100, 127]
 PRIOS = [0, 0, 1, 5, 6, 6, 20, 31, 32, 0xE5, 255]
 INTIDS = [0x20000003, 0x20000003, 0x2000001B, 0x2000001E, 0x20000017, 0x2000001C,
           0x20000040, 0x2000007F, 0x2100001B, 0x60000003, 3, 0, U32]
-# priorities read back by the invariant (every PPI the pools above can touch, plus edges)
-PRIO_PROBE = sorted(set(PPIS) | {2, 62, 65, 126})
 
 irq_numbers = st.sampled_from(IRQ_NUMS) | st.integers(0, 130)
 masks = st.sampled_from(MASKS) | st.integers(0, U64)
@@ -122,86 +114,15 @@ buffers = st.tuples(st.sampled_from(BUF_KINDS), st.sampled_from(BUF_SIZES),
                     st.sampled_from(ATTR_VALUES))
 
 
-def make_buffer(spec):
-    """A fresh user buffer from a drawn spec; called once per side so both start equal."""
-    kind, size, value = spec
-    data = (value.to_bytes(4, sys.byteorder) + b"\xaa" * 64)[:size]
-    if kind == "bytearray":
-        return bytearray(data)
-    if kind == "bytes":
-        return bytes(data)  # read-only
-    if kind == "ro_view":
-        return memoryview(bytes(data))
-    if kind == "array":
-        return array.array("B", data)
-    if kind == "np_u8":
-        return np.frombuffer(bytearray(data), dtype=np.uint8)
-    if kind == "np_u32":
-        # dtype ignored: the same bytes as raw memory (a short tail is dropped)
-        return np.frombuffer(bytearray(data[:size - size % 4]), dtype=np.uint32).copy()
-    if kind == "np_noncontig":
-        return np.zeros(16, dtype=np.uint8)[::2]
-    if kind == "none":
-        return None
-    if kind == "zero":
-        return 0
-    if kind == "raw":
-        return 0x7F000000
-    if kind == "true":
-        return True
-    if kind == "str":
-        return "buffer"
-    raise AssertionError(kind)
-
-
-def buffer_bytes(buf):
-    """What a writable buffer holds after the call (None for non-buffers)."""
-    if buf is None or isinstance(buf, (int, str)):
-        return None
-    view = memoryview(buf)
-    return bytes(view.cast("B")) if view.c_contiguous else np.asarray(buf).tobytes()
-
-
 def irq_word(irq_type, vcpu_id, num):
     return ((vcpu_id >> 8) & 0xF) << 28 | irq_type << 24 | (vcpu_id & 0xFF) << 16 | num
 
 
-def normalise(value):
-    """A return value in comparable form: library objects compare by kind only."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return ("int", value)
-    if isinstance(value, tuple):
-        return ("tuple", tuple(normalise(v) for v in value))
-    return ("object",)
-
-
-def outcome(fn):
-    """Run one call: ("ok", normalised value, raw value) or ("raise", kind, None)."""
-    try:
-        value = fn()
-    except (gic5.UndefinedInstruction, ref.UndefinedInstruction):
-        return ("raise", ("UndefinedInstruction",), None)
-    except OSError as e:
-        # the subclass is part of the contract (EEXIST -> FileExistsError)
-        return ("raise", ("OSError", e.errno, type(e).__name__), None)
-    except (ValueError, OverflowError):
-        return ("raise", ("ValueError/OverflowError",), None)
-    except TypeError:
-        return ("raise", ("TypeError",), None)
-    except RuntimeError:
-        return ("raise", ("RuntimeError",), None)
-    return ("ok", normalise(value), value)
-
-
-def known_bug(label, lib_outcome, ref_outcome):
-    """The KNOWN_LIBRARY_BUGS entry this mismatch is, if any."""
-    for name, bug in KNOWN_LIBRARY_BUGS.items():
-        if (re.search(bug["label"], label) and lib_outcome[:2] == bug["lib"]
-                and ref_outcome[:2] == bug["ref"]):
-            return name
-    return None
+def call(fn):
+    """differential.outcome flattened to (status, payload, raw value), the shape the rules
+    below unpack (lo[:2] is what is compared, lo[2] the object a call returned)."""
+    o, raw = outcome(fn)
+    return o + (raw,)
 
 
 class Gic5Machine(RuleBasedStateMachine):
@@ -220,9 +141,9 @@ class Gic5Machine(RuleBasedStateMachine):
     # -- plumbing
     def both(self, label, lib_fn, ref_fn):
         self.log.append(label)
-        lo = outcome(lib_fn)
-        ro = outcome(ref_fn)
-        if lo[:2] != ro[:2] and known_bug(label, lo, ro):
+        lo = call(lib_fn)
+        ro = call(ref_fn)
+        if lo[:2] != ro[:2] and known(label, lo[:2], ro[:2]):
             return lo, ro
         assert lo[:2] == ro[:2], (
             f"{self.PROFILE}: {label}: library {lo[:2]} != reference {ro[:2]}\n"
@@ -708,21 +629,16 @@ class Gic5Machine(RuleBasedStateMachine):
         for name in ("exposed_ppis", "userspace_ppis"):
             self._same(f"vm.{name}()", getattr(self.lib_vm, name), getattr(self.ref_vm, name))
         for index, (lib_v, ref_v) in enumerate(self.vcpus):
-            for name in ("pending_ppis", "active_ppis", "enabled_ppis", "has_pending_irq",
-                         "vgic_pending_irq"):
+            for name in VCPU_VIEWS:
                 self._same(f"vcpu[{index}].{name}()", getattr(lib_v, name),
                            getattr(ref_v, name))
         for index, (_, _, lib_cpu, ref_cpu) in self.runs.items():
-            for name in ("read_ppi_enabler", "read_ppi_spendr", "read_ppi_sactiver"):
-                for n in (0, 1):
-                    self._same(f"cpu[{index}].{name}({n})", lambda: getattr(lib_cpu, name)(n),
-                               lambda: getattr(ref_cpu, name)(n))
-            self._same(f"cpu[{index}].read_ppi_priority(*)",
-                       lambda: tuple(lib_cpu.read_ppi_priority(p) for p in PRIO_PROBE),
-                       lambda: tuple(ref_cpu.read_ppi_priority(p) for p in PRIO_PROBE))
+            for name, n in CPU_READS:
+                self._same(f"cpu[{index}].{name}({n})", lambda: getattr(lib_cpu, name)(n),
+                           lambda: getattr(ref_cpu, name)(n))
 
     def _same(self, label, lib_fn, ref_fn):
-        lo, ro = outcome(lib_fn), outcome(ref_fn)
+        lo, ro = call(lib_fn), call(ref_fn)
         assert lo[:2] == ro[:2], (
             f"{self.PROFILE}: after the last call, {label}: library {lo[:2]} != reference "
             f"{ro[:2]}\ncalls so far:\n  " + "\n  ".join(self.log))
