@@ -16,6 +16,7 @@ import importlib
 import importlib.machinery
 import pkgutil
 import struct
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -224,7 +225,7 @@ def sw_word():
 
 
 # --- stress tests: run only when selected -------------------------------------------------------
-# Tests marked @pytest.mark.stress (test_concurrency.py, test_fuzz.py) are long; a plain `pytest`
+# Tests marked @pytest.mark.stress (test_concurrency_accounting.py, test_fuzz.py) are long; a plain `pytest`
 # leaves them out (reported as deselected) and `pytest -m stress` runs them (GIC5_STRESS_OPS
 # sets their size). Any -m expression that names the marker decides for itself.
 
@@ -235,3 +236,14 @@ def pytest_collection_modifyitems(config, items):
     if stress:
         config.hook.pytest_deselected(items=stress)
         items[:] = [item for item in items if item.get_closest_marker("stress") is None]
+
+
+@pytest.fixture
+def fast_switching():
+    """Make the GIL change hands often, so GIL-holding calls interleave finely (the
+    concurrency tests)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)
+
