@@ -60,7 +60,7 @@ def test_host_impl_override(words):
 
 @pytest.mark.parametrize("words", [(2**64, 0), (0, 2**64), (-1, 0)])
 def test_host_impl_override_outside_u64(words):
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError), match="is not a 64-bit mask word"):
         gic5.Host(impl_ppis=words)
 
 
@@ -95,9 +95,9 @@ def test_create_device_unknown_type_enodev(kvm, dev_type, flags, fails):
 
 def test_create_device_type_outside_u32():
     vm = gic5.Kvm().create_vm()
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError), match="does not fit in a __u32"):
         vm.create_device(2**32 + V5)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError), match="does not fit in a __u32"):
         vm.create_device(-1)
     # ... and nothing was created.
     assert vm.create_device(V5) is not None
@@ -238,7 +238,7 @@ def test_attr_wrong_types(group, attr, op, mem):
 
 def test_create_vcpu_negative_id_value_error():
     vm = gic5.Kvm().create_vm()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is negative"):
         vm.create_vcpu(-1)
     assert vm.create_vcpu(0) is not None
 
@@ -588,7 +588,7 @@ def test_set_from_readonly_buffer_fine(make_buf):
 def test_nonzero_int_addr_type_error(make_vm, addr, op, mem):
     # gic5 never dereferences a raw address; True is an int too.
     s = make_vm("final", 1, init=False)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="never dereferences a raw address"):
         if op == "get":
             s.dev.get_attr(CTRL, UPPIS, addr)
         else:
@@ -600,7 +600,7 @@ def test_nonzero_int_addr_type_error(make_vm, addr, op, mem):
 @pytest.mark.parametrize("addr", ["0x1000", 1.0, [0] * 16, object()])
 def test_non_buffer_addr_type_error(make_vm, addr):
     s = make_vm("final", 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="addr must be None, 0 or"):
         s.dev.get_attr(CTRL, UPPIS, addr)
 
 
@@ -613,7 +613,7 @@ def test_non_buffer_addr_type_error(make_vm, addr):
 def test_non_contiguous_buffer_type_error(make_vm, make_buf):
     s = make_vm("final", 1)
     buf = make_buf()
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="C-contiguous"):
         s.dev.get_attr(CTRL, UPPIS, buf)
     # Nothing was written through the view.
     assert not np.asarray(buf).any()

@@ -40,13 +40,13 @@ def test_default_profile_is_final(mem, outcome):
 
 @pytest.mark.parametrize("bad", ["v4", "V2", "FINAL", "", "merged"])
 def test_unknown_profile_value_error(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown profile"):
         gic5.Kvm(profile=bad)
 
 
 @pytest.mark.parametrize("bad", [3, b"final", ("final",)])
 def test_non_str_profile_type_error(bad):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="profile must be a str"):
         gic5.Kvm(profile=bad)
 
 

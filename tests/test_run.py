@@ -119,7 +119,8 @@ def test_timer_owner_is_taken_at_each_vcpus_own_first_run(make_vm, run_once):
 @pytest.mark.parametrize("name", ["hvtimer", "hptimer", "vtimer0", "", "VTIMER"])
 def test_timer_line_names(make_vm, name):
     s = make_vm("final", 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="nested virtualisation" if name in ("hvtimer", "hptimer")
+                       else "unknown timer"):
         s.vcpu.timer_line(name, 1)
 
 
@@ -151,7 +152,7 @@ def test_failed_first_run_does_not_count_as_run(make_vm, fails, run_once):
 def test_run_is_not_reentrant(make_vm, run_once):
     s = make_vm("final", 1)
     with s.vcpu.run():
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="already inside run"):
             with s.vcpu.run():
                 pass
     run_once(s.vcpu)
@@ -168,9 +169,9 @@ def test_cpu_is_unusable_after_the_block(make_vm):
     s = make_vm("final", 1)
     with s.vcpu.run() as cpu:
         pass
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="run\\(\\) has ended"):
         cpu.cdia()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="run\\(\\) has ended"):
         cpu.read_ppi_enabler(0)
 
 
@@ -304,8 +305,8 @@ def test_a_cpuif_made_by_hand_is_not_a_running_guest():
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
     dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
     cpu = gic5.CpuIf(vm, 0)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="use the CpuIf that run\\(\\) yields"):
         cpu.write_ppi_enabler(0, 1 << 3)
     assert vm.vcpus[0].enabled_ppis() == (0, 0)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="no vCPU with index 1"):
         gic5.CpuIf(vm, 1)

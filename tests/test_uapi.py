@@ -148,7 +148,7 @@ def test_irq_word_fields_decode(irq_type, vcpu_id, irq_id):
     (2**32, 0, 0), (2, 2**40, 3),
 ])
 def test_irq_word_overflow_is_value_error(args):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not fit"):
         uapi.irq_word(*args)
 
 
@@ -159,7 +159,7 @@ def test_irq_word_non_int_is_type_error(bad, position):
     # number is a caller bug (uapi.irq_word documents this).
     args = [2, 0, 3]
     args[position] = bad
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be an int"):
         uapi.irq_word(*args)
 
 
@@ -167,3 +167,26 @@ def test_irq_word_non_int_is_type_error(bad, position):
                                         (27, 0x2000001B), (30, 0x2000001E), (127, 0x2000007F)])
 def test_ppi_intid(ppi, intid):
     assert uapi.ppi_intid(ppi) == intid
+
+
+@pytest.mark.parametrize("args", [(2, 0, 3), (2, 300, 3), (1, 7, 32), (0, 4095, 1),
+                                  (15, 255, 0xFFFF), (2, 256, 0)])
+def test_irq_fields_inverts_irq_word(args):
+    # KVM_IRQ_LINE's decode (kvm_vm_ioctl_irq_line): vcpu2_index:vcpu_index, type, number.
+    assert uapi.irq_fields(uapi.irq_word(*args)) == args
+
+
+def test_irq_fields_of_raw_words():
+    assert uapi.irq_fields(0) == (0, 0, 0)
+    assert uapi.irq_fields(0xFFFFFFFF) == (15, 4095, 0xFFFF)
+    assert uapi.irq_fields(0x122C0003) == (2, 300, 3)
+
+
+@pytest.mark.parametrize("word, exc, match", [
+    (-1, ValueError, "does not fit in a __u32"), (1 << 32, ValueError, "does not fit"),
+    (True, TypeError, "must be an int"), (3.0, TypeError, "must be an int"),
+    ("3", TypeError, "must be an int"),
+])
+def test_irq_fields_refuses(word, exc, match):
+    with pytest.raises(exc, match=match):
+        uapi.irq_fields(word)

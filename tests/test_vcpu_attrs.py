@@ -381,7 +381,7 @@ def test_pmu_line_takes_effect_at_pmu_init(make_vm):
 
 def test_pmu_line_on_a_vcpu_without_pmu_value_error(make_vm):
     s = make_vm("final", 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="has no PMU"):
         s.vcpu.pmu_line(1)
 
 
