@@ -43,21 +43,22 @@ cdef inline vcpu_t* vcpu_by_id(vm_t* vm, uint32_t vcpu_id) noexcept nogil:
 
 
 cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
-    # v2 keeps the exposed set per vCPU; v3 and final per VM.
+    # vgic_ppi_mask, the exposed set vgic_v5_finalize_ppi_state computes: v2 keeps it per vCPU
+    # (cpu_if->vgic_ppi_mask); v3 and final per VM (kvm->arch.vgic.gicv5_vm.vgic_ppi_mask).
     if vm.prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED:
         return v.exposed
     return vm.exposed
 
 
 cdef inline mask128 kvm_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
-    # KVM's idea of pending: edge -> latch; level -> latch | line (hw PPIs are level, and their
-    # input-level callback samples the same line).
+    # irq_is_pending (vgic.h), all profiles: edge -> latch; level -> latch | line. For a hw
+    # PPI final's check samples vgic_get_phys_line_level instead, which is the same line here.
     return bitmap_or(v.pending_latch, bitmap_andnot(v.line_level, vm.edge_cfg))
 
 
 cdef inline unsigned int image_priority(const vm_t* vm, const vcpu_t* v,
                                         unsigned int ppi) noexcept nogil:
-    # The image's priority byte of PPI ppi (< nr_ppis), low 5 bits.
+    # The ICH_PPI_PRIORITYRn_EL2 field of PPI ppi (< nr_ppis): the low 5 bits of its byte.
     return v.prio[vm.nr_ppis + ppi] & PRIO_MASK
 
 
@@ -89,13 +90,15 @@ cdef inline int best_priority_ppi(const uint8_t* prio, mask128 cand,
 
 
 cdef inline mask128 guest_pending(const vcpu_t* v) noexcept nogil:
-    # What the guest's CPU interface sees as pending while loaded: PENDR for software-injected
-    # PPIs, the live physical line for directly injected ones.
+    # The hardware (QEMU gicv5-cpuif.c, ICC_PPI_SPENDR reads): what the guest sees as pending
+    # while loaded: PENDR for software-injected PPIs, the live physical line for directly
+    # injected (ICH_PPI_DVIR) ones.
     return bitmap_or(bitmap_andnot(v.ich_pendr, v.ich_dvir), bitmap_and(v.line_level, v.ich_dvir))
 
 
 cdef inline unsigned int apr_highest(uint64_t apr) noexcept nogil:
-    # Highest active priority = lowest set bit of the low 32 bits of APR; 32 when none.
+    # vgic_v5_get_effective_priority_mask's "highest_ap": the lowest set bit of the low 32 bits
+    # of APR (final: "Cast vgic_apr to u32", 42d7eac8291d), 32 when none is active.
     cdef uint64_t low = apr & 0xffffffffUL
     if low == 0:
         return 32
@@ -110,7 +113,9 @@ cdef inline void update_ppi_fast(vm_t* vm) noexcept nogil:
 # --- CTRL_INIT --------------------------------------------------------------------------------
 
 cdef inline mask128 userspace_mask(const vm_t* vm) noexcept nogil:
-    # spec 5.1. v2 used the *index* (GICV5_SW_PPI & GICV5_HWIRQ_ID = 3) as a bitmap.
+    # userspace_ppis as vgic_v5_init computes it at CTRL_INIT (v2 36/36, v3 36/36, final):
+    # v2 used the *index* (GICV5_SW_PPI & GICV5_HWIRQ_ID = 3) as a bitmap; v3 and final the bit
+    # of SW_PPI; both ANDed with impl_ppi_mask word 0.
     if vm.prof.umask_rule == UMASK_V2_INDEX_AS_BITMAP:
         return mask_make((GICV5_SW_PPI_V2 & GICV5_HWIRQ_ID_MASK) & vm.impl.w[0], 0)
     return mask_make(((<uint64_t>1) << SW_PPI) & vm.impl.w[0], 0)
@@ -120,6 +125,9 @@ cdef inline mask128 userspace_mask(const vm_t* vm) noexcept nogil:
 
 cdef inline int inject_ppi(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
                            int owner) noexcept nogil:
+    # kvm_vgic_inject_irq's vgic_lazy_init (v2/v3; final's kvm_vm_ioctl_irq_line has already
+    # made it, and its kvm_vgic_inject_irq answers 0 for the in-kernel devices, which cannot
+    # run before CTRL_INIT here), then the injection.
     # Precondition: ppi < vm.nr_ppis. KVM_IRQ_LINE range-checks before it gets here, and the
     # in-kernel devices drive PPIs 23, 27 and 30 only; the lookup by index that KVM does next
     # (spec 6.2 step 3) can therefore never fail and is not repeated.
@@ -410,7 +418,8 @@ cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
 # --- the guest's CPU interface (hardware behaviour while loaded) -------------------------------
 
 cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
-    # GICR CDIA: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
+    # GICR CDIA, the hardware's (KVM does not trap it; QEMU gicr_cdia_read, gic_hppi), every
+    # profile: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
     # the priority mask (prio <= VPMR) and the running priority (prio < highest active).
     # Ties go to the lowest PPI index. Returns the PPI index, or -1 when nothing qualifies.
     # Both bounds are upper limits on the priority value, so the best candidate is found first
@@ -433,12 +442,14 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 
 cdef inline void cpu_cdeoi(vcpu_t* v) noexcept nogil:
-    # GIC CDEOI: priority drop of the highest active priority.
+    # GIC CDEOI, the hardware's (QEMU gic_cdeoi_write: "apr &= apr - 1"), every profile: the
+    # priority drop of the highest active priority only.
     v.apr &= v.apr - 1
 
 
 cdef inline void cpu_cddi(vm_t* vm, vcpu_t* v, uint32_t intid) noexcept nogil:
-    # GIC CDDI: deactivate; anything that is not one of our PPIs is ignored.
+    # GIC CDDI, the hardware's (QEMU's CDDI write handler), every profile: deactivate the PPI;
+    # anything that is not one of the profile's PPIs is ignored.
     cdef uint32_t ppi = intid & GICV5_HWIRQ_ID_MASK
     if (intid >> 29) == 1 and ppi < vm.nr_ppis:
         clear_bit(ppi, &v.ich_activer)
