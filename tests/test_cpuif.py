@@ -101,7 +101,7 @@ def test_enabler_write_replaces_the_word(make_vm):
 def test_enabler_value_outside_u64(make_vm, value):
     s = make_vm("final", 1)
     with s.vcpu.run() as cpu:
-        with pytest.raises((OverflowError, ValueError)):
+        with pytest.raises((OverflowError, ValueError)):  # Cython's C conversion
             cpu.write_ppi_enabler(0, value)
         assert cpu.read_ppi_enabler(0) == 0
 
@@ -113,7 +113,7 @@ def test_register_index_must_be_0_or_1(make_vm, n):
         for call in (lambda: cpu.write_ppi_enabler(n, 1), lambda: cpu.read_ppi_enabler(n),
                      lambda: cpu.read_ppi_spendr(n), lambda: cpu.read_ppi_sactiver(n),
                      lambda: cpu.write_ppi_spendr(n, 8), lambda: cpu.write_ppi_cactiver(n, 8)):
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="register index must be 0 or 1"):
                 call()
 
 
@@ -430,7 +430,7 @@ def test_priority_of_an_unimplemented_ppi_stays_zero(make_vm, ppi):
 def test_priority_arguments_out_of_range(make_vm, ppi, prio):
     s = make_vm("final", 1)
     with s.vcpu.run() as cpu:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="PPI index must be 0..127|priority must be 0..255"):
             cpu.write_ppi_priority(ppi, prio)
         assert cpu.read_ppi_priority(3) == 0
 
@@ -439,7 +439,7 @@ def test_priority_arguments_out_of_range(make_vm, ppi, prio):
 def test_pcr_out_of_range(make_vm, pcr):
     s = make_vm("final", 1)
     with s.vcpu.run() as cpu:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="priority must be 0..255"):
             cpu.write_pcr(pcr)
 
 

@@ -236,7 +236,7 @@ def test_v2_level_ppi_follows_the_line(make_vm, num):
 @pytest.mark.parametrize("level", [-1, 2**32, 2**32 + 1, 2**64])
 def test_level_outside_u32(make_vm, sw_word, level):
     s = make_vm("final", 1)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError)):  # Cython's C conversion
         s.vm.irq_line(sw_word(0), level)
     assert s.vcpu.pending_ppis() == (0, 0)
 
@@ -245,9 +245,9 @@ def test_level_outside_u32(make_vm, sw_word, level):
 def test_irq_word_outside_u32(make_vm, sw_word, word_delta):
     # SW_PPI's word plus a multiple of 2**32: truncating would inject SW_PPI.
     s = make_vm("final", 1)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError)):  # Cython's C conversion
         s.vm.irq_line(sw_word(0) + word_delta, 1)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError)):  # Cython's C conversion
         s.vm.irq_line(-1, 1)
     assert s.vcpu.pending_ppis() == (0, 0)
 
@@ -259,7 +259,7 @@ def test_irq_word_outside_u32(make_vm, sw_word, word_delta):
 ])
 def test_irq_line_wrong_types(make_vm, irq, level):
     s = make_vm("final", 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be an int"):
         s.vm.irq_line(irq, level)
     assert s.vcpu.pending_ppis() == (0, 0)
 

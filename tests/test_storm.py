@@ -127,10 +127,13 @@ def test_storm_run_refuses_bad_setups():
             storm_run(vms, 1, 10)  # a vCPU inside run()
 
 
-@pytest.mark.parametrize("bad", [dict(vms=0), dict(vcpus=513), dict(threads=0),
-                                 dict(pattern="x"), dict(profile="v9"), dict(injections=-1)])
-def test_config_validation(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, match", [
+    (dict(vms=0), "vms must be at least 1"), (dict(vcpus=513), "vcpus must be at most 512"),
+    (dict(threads=0), "threads must be at least 1"), (dict(pattern="x"), "pattern must be"),
+    (dict(profile="v9"), "profile must be one of"), (dict(injections=-1), "must not be negative"),
+])
+def test_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
         small(**bad).validate()
 
 

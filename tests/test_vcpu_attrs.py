@@ -414,9 +414,9 @@ def test_other_groups_enxio(make_vm, fails, mem, group, pmu):
                                          (TIMER, 2**64)])
 def test_vcpu_attr_arguments_outside_their_c_types(make_vm, mem, group, attr):
     s = make_vm("final", 1)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError), match="does not fit in a __u"):
         s.vcpu.has_attr(group, attr)
-    with pytest.raises((OverflowError, ValueError)):
+    with pytest.raises((OverflowError, ValueError), match="does not fit in a __u"):
         mem.vcpu_set(s.vcpu, group, attr, 0x2000001E)
     assert mem.vcpu_get(s.vcpu, TIMER, VTIMER) == 0x2000001B
 
@@ -424,15 +424,15 @@ def test_vcpu_attr_arguments_outside_their_c_types(make_vm, mem, group, attr):
 @pytest.mark.parametrize("addr", [1, 0x1000, True])
 def test_vcpu_attr_nonzero_int_addr_type_error(make_vm, addr):
     s = make_vm("final", 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="never dereferences a raw address"):
         s.vcpu.get_attr(TIMER, VTIMER, addr)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="never dereferences a raw address"):
         s.vcpu.set_attr(TIMER, VTIMER, addr)
 
 
 def test_vcpu_attr_numpy_non_contiguous_type_error(make_vm):
     s = make_vm("final", 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="C-contiguous"):
         s.vcpu.get_attr(TIMER, VTIMER, np.zeros(4, dtype=np.uint32)[::2])
 
 
