@@ -3,7 +3,7 @@
 # Rules this file keeps:
 # - A profile is a plain C struct copied by value into each VM; the core reads it at a few
 #   switch points and nowhere keeps per-revision copies of code.
-# - A new revision is one new entry in profile.pyx's PROFILE_DATA, nothing else.
+# - A new revision is one new column of profile.pyx's switch table, nothing else.
 
 cdef enum umask_rule_t:
     UMASK_V2_INDEX_AS_BITMAP = 0  # v2: (GICV5_SW_PPI & GICV5_HWIRQ_ID) = 3 stored as a bitmap
