@@ -15,9 +15,10 @@ Rules this module keeps:
   struct sizes come from the ctypes layouts below; tests check both against the known values.
 - Kernel failures are the OSError that ``fcntl.ioctl`` raises, with the kernel's errno, never
   re-wrapped (a failed mmap/mprotect of the bounce window below, the only other system call,
-  goes through gic5core.check like every model error). Python misuse is refused before any
-  ioctl with the model's own checks (TypeError / ValueError / OverflowError), so both backends
-  refuse the same arguments.
+  goes through gic5core.check like every model error). Python arguments follow
+  gic5/_args.py and gic5core.vm.batch_arrays, the model's own rules: misuse is refused before
+  any ioctl (TypeError / ValueError / OverflowError), and what the model accepts (numpy
+  scalars, bools) is accepted here too.
 - ``addr`` (struct kvm_device_attr.addr) follows the model's rules: None or 0 is NULL (the
   kernel sees 0 and faults), any other int is a TypeError, a buffer must be C-contiguous. A
   buffer is never handed to the kernel by its own address: the kernel does not know its length
