@@ -161,13 +161,7 @@ cdef class CpuIf:
             # flush rebuilds the entry PENDR from the shadow, so a SPENDR/CPENDR write has no
             # effect at all; an ACTIVER write reaches the guest at that entry.
             fold(vm, v)
-            if reg == REG_ACTIVER:
-                val &= exposed_of(vm, v).w[k]
-                if set_bits:
-                    target.w[k] |= val
-                else:
-                    target.w[k] &= ~val
-            flush(vm, v)
+            val = val & exposed_of(vm, v).w[k] if reg == REG_ACTIVER else 0
         else:
             # v3/final: not trapped. The hardware holds implemented PPIs only, and a Level
             # PPI's pending bit is read-only (QEMU gic_ppi_spend_write / gic_ppi_cpend_write;
@@ -176,10 +170,12 @@ cdef class CpuIf:
             val &= vm.impl.w[k]
             if reg == REG_PENDR:
                 val &= vm.edge_cfg.w[k]
-            if set_bits:
-                target.w[k] |= val
-            else:
-                target.w[k] &= ~val
+        if set_bits:
+            target.w[k] |= val
+        else:
+            target.w[k] &= ~val
+        if vm.prof.trap_wide:
+            flush(vm, v)
         self.leave()
 
     def write_ppi_spendr(self, n, value):
