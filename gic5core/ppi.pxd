@@ -9,8 +9,9 @@
 # - Profile differences are read from vm.prof at the switch points named in profile.pxd.
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
-#   mainline after the 7.1 fix batches (vgic-v5.c, hyp/vgic-v5-sr.c, arch_timer.c). Where a
-#   posting and the later merged code differ, the posting is followed (docs/profiles.md).
+#   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
+#   arch_timer.c, arm.c). Where a posting and the later merged code differ, the posting is
+#   followed (docs/profiles.md).
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
