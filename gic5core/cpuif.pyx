@@ -247,6 +247,27 @@ cdef class CpuIf:
 
     # --- acknowledge, priority drop, deactivate ------------------------------------------------
 
+    def read_iaffidr(self):
+        """MRS ICC_IAFFIDR_EL1: trapped (an exit, the handler, an entry, like a trapped write);
+        KVM answers the vCPU's id as IAFFID (bits 15:0; access_gicv5_iaffid, every profile),
+        so sparse vCPU ids are the guest's interrupt affinity ids."""
+        cdef vcpu_t* v = self.enter()
+        cdef vm_t* vm = &self.core.vm
+        cdef uint64_t r = v.vcpu_id & 0xffff
+        fold(vm, v)   # the trap is an exit (every profile traps it: v2, v3 ignore writes,
+        flush(vm, v)  # final and 7.4 UNDEF them), the handler, an entry
+        self.leave()
+        return r
+
+    def read_icsr(self):
+        """MRS ICC_ICSR_EL1: the hardware's interrupt-config status (the result of a GIC
+        CDRCFG); KVM saves it at every exit and restores it at every entry (vgic_icsr), so a
+        CPU_SYSREGS write of it is what the guest reads (7.4)."""
+        cdef vcpu_t* v = self.enter()
+        cdef uint64_t r = v.icsr
+        self.leave()
+        return r
+
     def cdia(self):
         """cdia() -> INTID or None: acknowledge the best deliverable PPI."""
         cdef vcpu_t* v = self.enter()

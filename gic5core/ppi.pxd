@@ -10,8 +10,9 @@
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
 #   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
-#   arch_timer.c, arm.c). Where a posting and the later merged code differ, the posting is
-#   followed (docs/profiles.md).
+#   arch_timer.c, arm.c), "7.4" branch kvm-arm64/gicv5-7.4 (kvmarm/next, merged by
+#   fccdedadc23f; commits as in analogdevicesinc/linux). Where a posting and the later merged
+#   code differ, the posting is followed (docs/profiles.md).
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
@@ -20,9 +21,11 @@ from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bit_mask, test_bit,
                             bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
 from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PER_VCPU_INVERTED,
                                EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE,
+                               EXPOSE_FIRST_RUN_MASKED,
                                WAKE_V2_EXIT_IMAGES, WAKE_V3_SHADOW, PRIO_SYNC_EXPOSED_AT_PUT)
 from gic5core.state cimport (vm_t, vcpu_t, SW_PPI, PPI_INTID_BASE, MAX_VCPUS, OWNER_USERSPACE,
-                             IRQ_WORD_VCPU_IDS, TIMER_VTIMER, TIMER_PTIMER)
+                             OWNER_KERNEL,
+                             IRQ_WORD_VCPU_IDS, TIMER_VTIMER, TIMER_PTIMER, PPI_CNTV, PPI_CNTP)
 
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
@@ -51,10 +54,25 @@ cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
     return vm.exposed
 
 
-cdef inline mask128 kvm_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
-    # irq_is_pending (vgic.h), all profiles: edge -> latch; level -> latch | line. For a hw
-    # PPI final's check samples vgic_get_phys_line_level instead, which is the same line here.
+cdef inline mask128 phys_lines(const vcpu_t* v) noexcept nogil:
+    # vgic_get_phys_line_level of the hardware-mapped PPIs: the direct timers' output lines
+    # (vtimer -> PPI 27, ptimer -> PPI 30), as recorded in timer_level.
+    return mask_make(((<uint64_t>(v.timer_level & 1)) << PPI_CNTV)
+                     | ((<uint64_t>((v.timer_level >> 1) & 1)) << PPI_CNTP), 0)
+
+
+cdef inline mask128 irq_is_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
+    # irq_is_pending (vgic.h), all profiles: edge -> latch; level -> latch | line_level, as
+    # stored (a hw PPI's line_level too: the CPU_SYSREGS SPENDR read of 7.4 reports it).
     return bitmap_or(v.pending_latch, bitmap_andnot(v.line_level, vm.edge_cfg))
+
+
+cdef inline mask128 kvm_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
+    # KVM's pending view: irq_is_pending, but a hardware-mapped PPI's state is its physical
+    # line (final's wake check: irq->hw ? vgic_get_phys_line_level(irq) : irq_is_pending(irq)).
+    # The two differ only where something other than the timer wrote a hw PPI's line_level
+    # (7.4: a CPU_SYSREGS SPENDR0 restore after a failed first run mapped the timers).
+    return bitmap_select(irq_is_pending(vm, v), phys_lines(v), v.hw)
 
 
 cdef inline unsigned int image_priority(const vm_t* vm, const vcpu_t* v,
@@ -94,7 +112,7 @@ cdef inline mask128 guest_pending(const vcpu_t* v) noexcept nogil:
     # The hardware (QEMU gicv5-cpuif.c, ICC_PPI_SPENDR reads): what the guest sees as pending
     # while loaded: PENDR for software-injected PPIs, the live physical line for directly
     # injected (ICH_PPI_DVIR) ones.
-    return bitmap_or(bitmap_andnot(v.ich_pendr, v.ich_dvir), bitmap_and(v.line_level, v.ich_dvir))
+    return bitmap_or(bitmap_andnot(v.ich_pendr, v.ich_dvir), bitmap_and(phys_lines(v), v.ich_dvir))
 
 
 cdef inline unsigned int apr_highest(uint64_t apr) noexcept nogil:
@@ -170,6 +188,49 @@ cdef inline int inject_ppi_initialised(vm_t* vm, vcpu_t* v, unsigned int ppi, bi
     return 0
 
 
+cdef inline int inject_spi(vm_t* vm, unsigned int spi, bint level) noexcept nogil:
+    # kvm_vgic_inject_irq for a V5 SPI (7.4, vgic.c @ fccdedadc23f, SPI ops c9e4010b4b22):
+    # vgic_get_irq finds no IRQ at or above nr_spis (EINVAL); vgic_validate_injection lets an
+    # EDGE SPI through only on level 1 and a LEVEL SPI only on a change; then line_level (LEVEL)
+    # or pending_latch := 1 (EDGE). The set_pending_state op's VDPEND into the virtual IST is
+    # the IRS's (not modelled yet). pending_latch is never cleared for an SPI.
+    cdef unsigned int word = spi >> 6
+    cdef uint64_t bit
+    if spi >= vm.nr_spis:
+        return -EINVAL
+    bit = (<uint64_t>1) << (spi & 63)
+    if vm.spi_cfg_level[word] & bit:
+        if ((vm.spi_level[word] & bit) != 0) == level:
+            return 0
+        if level:
+            vm.spi_level[word] |= bit
+        else:
+            vm.spi_level[word] &= ~bit
+    elif level:
+        vm.spi_latch[word] |= bit
+    return 0
+
+
+cdef inline void apply_recorded_timer(vm_t* vm, vcpu_t* v, int timer) noexcept nogil:
+    # kvm_timer_update_irq with the timer's recorded line: the injection as the timer's owner
+    # (kvm_timer_enable at the first run, and every later change of the line).
+    cdef unsigned int ppi = vm.timer_ppi[timer] & 0xffffff
+    inject_ppi(vm, v, ppi, (v.timer_level >> timer) & 1, OWNER_KERNEL)
+
+
+cdef inline void drive_timer_line(vm_t* vm, vcpu_t* v, int timer, bint level) noexcept nogil:
+    # The arch timer's output line (timer TIMER_VTIMER or TIMER_PTIMER), all profiles: recorded
+    # (for a direct timer it is the physical line the guest sees, phys_lines), and once the
+    # vCPU's timers are enabled injected by the timer (on a live VM). The API's timer_line and
+    # the storm both drive timers through here.
+    if level:
+        v.timer_level |= <uint8_t>(1 << timer)
+    else:
+        v.timer_level &= <uint8_t>~(1 << timer)
+    if v.timers_enabled and not vm.dead:
+        apply_recorded_timer(vm, v, timer)
+
+
 cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept nogil:
     # kvm_vm_ioctl_irq_line (arch/arm64/kvm/arm.c) for a V5 VM: v2 23/36, v3 23/36 + 36/36,
     # final as mainline 7.2 (the lazy init first). Caller holds vm.lock.
@@ -212,12 +273,17 @@ cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept no
         else:
             v.cpu_lines &= <uint8_t>~(1 << num)
         return 0
-    if irq_type == 1:  # KVM_ARM_IRQ_TYPE_SPI: a PPI-only V5 VM has no SPIs
+    if irq_type == 1:  # KVM_ARM_IRQ_TYPE_SPI
+        # kvm_vm_ioctl_irq_line, SPI branch (all profiles): no in-kernel irqchip ENXIO, then
+        # vgic_lazy_init (EBUSY: a V5 VGIC is never initialised lazily), then
+        # kvm_vgic_inject_irq. The vCPU fields of the word are not looked at.
         if not vm.has_device:
             return -ENXIO
         if not vm.initialised:
             return -EBUSY
-        return -EINVAL
+        if not vm.prof.irs_uapi:
+            return -EINVAL  # a PPI-only V5 VM has no SPIs: vgic_get_irq finds none
+        return inject_spi(vm, num, level != 0)
     return -EINVAL
 
 
@@ -239,6 +305,23 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
             else:
                 w.exposed = bitmap_andnot(vm.impl, sw)
         return
+    if vm.prof.exposure_rule == EXPOSE_FIRST_RUN_MASKED:
+        # 7.4 (589d6072f25d "Mask per-vcpu PPI state in vgic_v5_finalize_ppi_state()"): called
+        # with the running vCPU. The VM mask is built once (SW_PPI bit = "finalized") from the
+        # owners of the vCPU that runs first; then, at every vCPU's own first run, its ENABLER
+        # and ACTIVER images are ANDed with the mask, a hidden PPI loses enabled, active,
+        # pending_latch and line_level, and a visible one reloads enabled / active from the
+        # masked images (which a CPU_SYSREGS restore wrote raw).
+        if not test_bit(SW_PPI, &vm.exposed):
+            vm.exposed = bitmap_and(vm.impl, bitmap_or(v.owned, sw))
+            vm.hmr = bitmap_andnot(vm.exposed, vm.edge_cfg)
+        v.ich_enabler = bitmap_and(v.ich_enabler, vm.exposed)
+        v.ich_activer = bitmap_and(v.ich_activer, vm.exposed)
+        v.enabled = v.ich_enabler
+        v.active = v.ich_activer
+        v.pending_latch = bitmap_and(v.pending_latch, vm.exposed)
+        v.line_level = bitmap_and(v.line_level, vm.exposed)
+        return
     if vm.prof.exposure_rule == EXPOSE_VCPU0_ONCE and test_bit(SW_PPI, &vm.exposed):
         return  # final: the SW_PPI bit doubles as "already finalized"
     # v3 17/36 (every first run, no lock) and final (once): from vCPU 0's owners.
@@ -253,6 +336,15 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     # The image is hardware: it holds only implemented PPIs, so every register written here is
     # cut to vm.impl.
     cdef mask128 e, pend
+    cdef unsigned int i
+    if v.prio_raw:
+        # 7.4: ICH_PPI_PRIORITYRn_EL2 restored from the raw bytes a CPU_SYSREGS write stored:
+        # the hardware keeps the fields of implemented PPIs only, and the exit saves that
+        # back (so a later CPU_SYSREGS read sees the cut register).
+        for i in range(vm.nr_ppis):
+            if not test_bit(i, &vm.impl):
+                v.prio[vm.nr_ppis + i] = 0
+        v.prio_raw = 0
     # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
     # not cut to the exposed set.
     v.ich_dvir = bitmap_and(v.hw, vm.impl)

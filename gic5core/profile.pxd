@@ -13,6 +13,8 @@ cdef enum exposure_rule_t:
     EXPOSE_V2_PER_VCPU_INVERTED = 0  # v2: per vCPU, every implemented PPI but an unowned SW_PPI
     EXPOSE_VCPU0_EVERY_FIRST_RUN = 1  # v3: impl & (owners of vCPU 0 | SW_PPI), each first run
     EXPOSE_VCPU0_ONCE = 2             # final: same, once per VM (SW_PPI bit = "finalized")
+    EXPOSE_FIRST_RUN_MASKED = 3       # 7.4: once per VM from the vCPU that runs first, then
+                                      # each vCPU's own first run masks its PPI state with it
 
 cdef enum wake_rule_t:
     WAKE_V2_EXIT_IMAGES = 0  # v2 19/36: shadow non-empty, then enabler_exit & pendr_exit
@@ -24,7 +26,7 @@ cdef enum prio_sync_t:
     PRIO_SYNC_EXPOSED_AT_PUT = 1  # v3/final: vgic_v5_put with IN_WFI syncs the exposed PPIs
 
 ctypedef struct profile_t:
-    unsigned int nr_ppis             # VGIC_V5_NR_PRIVATE_IRQS: 128 (v2, v3) or 64 (final)
+    unsigned int nr_ppis             # VGIC_V5_NR_PRIVATE_IRQS: 128 (v2, v3) or 64 (final, 7.4)
     int umask_rule                   # umask_rule_t: how CTRL_INIT computes userspace_ppis
     bint gate_by_umask               # KVM_IRQ_LINE refuses PPIs outside userspace_ppis (v3+)
     bint irq_line_lazy_init_first    # final (mainline 7.2, 1a8685ed8cd1): KVM_IRQ_LINE calls
@@ -44,5 +46,11 @@ ctypedef struct profile_t:
     bint wake_on_timer               # v2/v3: kvm_cpu_has_pending_timer is true when the vtimer
                                      # or ptimer should fire (fixes-1 fbcbf259 removed it)
     int prio_sync                    # prio_sync_t: when the shadow priorities follow PRIORITYR
+    bint irs_uapi                    # 7.4: the IRS-era device: GRP_ADDR (IRS base, mandatory at
+                                     # the first run: ENXIO), NR_IRQS as the SPI count,
+                                     # CPU_SYSREGS, SPI words through KVM_IRQ_LINE
+    bint init_needs_vcpus            # 7.4: vgic_v5_init answers ENODEV with no online vCPU
+    bint model_vcpu_limits           # 7.4 (21fd40005fb3): the V5 device limits vCPUs to
+                                     # max_gicv5_vcpus = min(IRS max VPEs, 512) (host input)
 
 cdef int profile_load(str name, profile_t* out) except -1

@@ -23,6 +23,9 @@ class _ProfileSwitches(TypedDict):
     wake_checks_en: bool
     wake_on_timer: bool
     prio_sync: int
+    irs_uapi: bool
+    init_needs_vcpus: bool
+    model_vcpu_limits: bool
 
 PROFILES: tuple[str, ...]
 PROFILE_DATA: dict[str, _ProfileSwitches]

@@ -1,4 +1,5 @@
-# The revision profiles: v2 and v3 as posted (bugs included) and the final mainline code.
+# The revision profiles: v2 and v3 as posted (bugs included), the final mainline code and the
+# IRS-era device of kvm-arm64/gicv5-7.4 ("7.4").
 #
 # Rules this file keeps:
 # - _SWITCHES (read as PROFILE_DATA) is the only place that knows what differs between
@@ -13,30 +14,37 @@ profile.pxd documents each switch) and profile_switches(name) (a copy).
 (64, 128)
 """
 
-PROFILES = ("v2", "v3", "final")
+PROFILES = ("v2", "v3", "final", "7.4")
 
 # One row per switch (profile.pxd says what each means), one column per profile in PROFILES
 # order: the v2 posting (20251219155222.1383109), the v3 posting (20260109170400.1585048) and
 # mainline 7.2/7.3 ("final": the 7.1 code with its fix batches and the 7.2 "lazy vgic init"
-# fixes). A new revision is one more column.
+# fixes), and "7.4": branch kvm-arm64/gicv5-7.4 of kvmarm/next (the IRS series v5, merged by
+# fccdedadc23f), whose PPI code is final's but for the finalize (589d6072f25d) and which adds
+# the IRS-era UAPI. A new revision is one more column.
 _SWITCHES = {
-    # switch: (v2, v3, final)
-    "nr_ppis": (128, 128, 64),
-    "umask_rule": (UMASK_V2_INDEX_AS_BITMAP, UMASK_SINGLE_BIT, UMASK_SINGLE_BIT),
-    "gate_by_umask": (False, True, True),
-    "irq_line_lazy_init_first": (False, False, True),
-    "exposure_rule": (EXPOSE_V2_PER_VCPU_INVERTED, EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE),
-    "trap_wide": (True, False, False),
-    "pendr_shadow": (True, True, False),
-    "fold_changed_only": (True, True, False),
-    "fold_changed_enabler": (True, False, False),
-    "fold_skips_dvi": (True, True, False),
-    "clear_edge_latch_on_entry": (False, False, True),
-    "wake_rule": (WAKE_V2_EXIT_IMAGES, WAKE_V3_SHADOW, WAKE_KVM_STATE),
-    "wake_strict": (False, False, True),
-    "wake_checks_en": (False, False, True),
-    "wake_on_timer": (True, True, False),
-    "prio_sync": (PRIO_SYNC_ALL_AT_CHECK, PRIO_SYNC_EXPOSED_AT_PUT, PRIO_SYNC_EXPOSED_AT_PUT),
+    # switch: (v2, v3, final, 7.4)
+    "nr_ppis": (128, 128, 64, 64),
+    "umask_rule": (UMASK_V2_INDEX_AS_BITMAP, UMASK_SINGLE_BIT, UMASK_SINGLE_BIT, UMASK_SINGLE_BIT),
+    "gate_by_umask": (False, True, True, True),
+    "irq_line_lazy_init_first": (False, False, True, True),
+    "exposure_rule": (EXPOSE_V2_PER_VCPU_INVERTED, EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE,
+                      EXPOSE_FIRST_RUN_MASKED),
+    "trap_wide": (True, False, False, False),
+    "pendr_shadow": (True, True, False, False),
+    "fold_changed_only": (True, True, False, False),
+    "fold_changed_enabler": (True, False, False, False),
+    "fold_skips_dvi": (True, True, False, False),
+    "clear_edge_latch_on_entry": (False, False, True, True),
+    "wake_rule": (WAKE_V2_EXIT_IMAGES, WAKE_V3_SHADOW, WAKE_KVM_STATE, WAKE_KVM_STATE),
+    "wake_strict": (False, False, True, True),
+    "wake_checks_en": (False, False, True, True),
+    "wake_on_timer": (True, True, False, False),
+    "prio_sync": (PRIO_SYNC_ALL_AT_CHECK, PRIO_SYNC_EXPOSED_AT_PUT, PRIO_SYNC_EXPOSED_AT_PUT,
+                  PRIO_SYNC_EXPOSED_AT_PUT),
+    "irs_uapi": (False, False, False, True),
+    "init_needs_vcpus": (False, False, False, True),
+    "model_vcpu_limits": (False, False, False, True),
 }
 
 PROFILE_DATA = {name: {switch: row[i] for switch, row in _SWITCHES.items()}

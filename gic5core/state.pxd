@@ -19,9 +19,15 @@
 #   ACTIVER and ENABLER as they are (the kernel's entry images are the last exit's, or what a
 #   trap handler wrote) and rewrites PENDR and DVIR.
 # - The hardware image holds state only for implemented PPIs: every ICH_* mask is a subset of
-#   vm.impl (the bits of unimplemented PPIs are RES0).
+#   vm.impl (the bits of unimplemented PPIs are RES0), and so are the PRIORITYR bytes but
+#   between a 7.4 CPU_SYSREGS write (prio_raw) and the next entry.
 # - vm.lock protects every field of the VM and all its vCPUs; every core entry point takes it
 #   (see vm.pyx for the list of what is atomic against what).
+# - Exception to "enabled is a subset of the exposed set" (7.4 only): a CPU_SYSREGS write of
+#   PPI_ENABLER0 / PPI_SACTIVER0 stores the raw value (enabled, active and the ICH images);
+#   the vCPU's first run masks them (finalize). Writes are refused once any vCPU ran, so the
+#   invariant holds again whenever a vCPU is loaded.
+# - SPI bitmaps hold bits only below nr_spis (7.4); other profiles never touch them.
 
 from libc.stdint cimport uint8_t, uint16_t, int16_t, uint32_t, uint64_t
 from gic5core.mask cimport mask128
@@ -38,6 +44,11 @@ cdef enum:
     PPI_CNTHV = 28          # GICV5_ARCH_PPI_CNTHV
     PPI_CNTP = 30           # GICV5_ARCH_PPI_CNTP
     PPI_INTID_BASE = 0x20000000  # GICV5_HWIRQ_TYPE_PPI << 29
+
+cdef enum:
+    NR_SPIS_MAX = 1024      # VGIC_V5_MAX_NR_SPIS (7.4)
+    SPI_WORDS = 16          # NR_SPIS_MAX / 64: words of a per-SPI bitmap
+    NR_SPIS_DEFAULT = 32    # VGIC_V5_DEFAULT_NR_SPIS: also the NR_IRQS minimum and step (7.4)
 
 cdef enum:  # timer index (the KVM_ARM_VCPU_TIMER_IRQ_* attr numbers)
     TIMER_VTIMER = 0        # KVM_ARM_VCPU_TIMER_IRQ_VTIMER
@@ -82,7 +93,9 @@ cdef extern from *:
 ctypedef struct vcpu_t:
     # --- KVM's per-IRQ shadow (struct vgic_irq fields, one bit per PPI) ---
     mask128 pending_latch    # edge latch (and v2 trapped SPENDR); KVM-pending for edge PPIs
-    mask128 line_level       # level input; for hw (DVI) PPIs the physical line the guest sees
+    mask128 line_level       # level input as KVM stores it (hw PPIs: their physical line is
+                             # timer_level, ppi.pxd phys_lines; the two differ only after a
+                             # 7.4 CPU_SYSREGS SPENDR0 write)
     mask128 enabled          # guest enable, masked by the exposed set at the trapped write
     mask128 active           # active as folded back at the last exit
     mask128 owned            # PPI has an in-kernel owner (userspace injections are dropped)
@@ -106,6 +119,7 @@ ctypedef struct vcpu_t:
     mask128 pendr_exit       # v2: vgic_ppi_pendr_exit (the shadow at flush, PENDR at exit)
     mask128 enabler_exit     # v2: vgic_ich_ppi_enabler_exit (ENABLER at the last exit)
     # --- vCPU configuration and lifecycle ---
+    uint64_t icsr            # 7.4: vgic_icsr, ICC_ICSR_EL1 as CPU_SYSREGS stores it (RES0 clear)
     uint32_t vcpu_id         # KVM vcpu_id (0..511)
     uint32_t pmu_irq         # KVM_ARM_VCPU_PMU_V3_IRQ value; 0 = not set
     uint8_t el2              # KVM_ARM_VCPU_HAS_EL2 feature (nested virt: INIT refuses it)
@@ -118,6 +132,8 @@ ctypedef struct vcpu_t:
     uint8_t cpu_lines        # KVM_ARM_IRQ_TYPE_CPU lines: bit 0 IRQ, bit 1 FIQ
     uint8_t timer_level      # recorded timer line levels, bit = timer index
     uint8_t pmu_level        # recorded PMU overflow line level
+    uint8_t prio_raw         # 7.4: a CPU_SYSREGS write put raw PRIORITYR bytes in the image
+                             # (unimplemented PPIs too); the next entry's hardware drops them
     # --- priorities, sized by the profile: the allocation ends 2 * nr_ppis bytes into prio ---
     uint8_t prio[256]        # [0, nr): KVM's shadow priority per PPI, synced from the image at
                              # a WFI put (v2: at check); [nr, 2 nr): ICH_PPI_PRIORITYRn_EL2 as
@@ -146,6 +162,17 @@ ctypedef struct vm_t:
                                # can encode (vcpu2:vcpu_index, 12 bits), so no bounds check
     uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer
                              # of dead / has_device / initialised (KVM_IRQ_LINE's common path)
+    # --- the IRS-era device (7.4; zero / unused on the other profiles) ---
+    int max_vcpus            # kvm->max_vcpus: KVM_CREATE_VCPU refuses an id (or a count) at
+                             # or above it; 512 but on 7.4 (max_gicv5_vcpus, host dependent)
+    int max_gicv5_vcpus      # min(host IRS max VPEs, 512) (vgic_v5_probe)
+    uint8_t v5_registered    # the V5 device type is registered (7.4: needs a host LPI domain)
+    uint8_t ipa_bits         # the VM's IPA size: the IRS address must fit below 1 << ipa_bits
+    uint32_t nr_spis         # dist->nr_spis: 0 until NR_IRQS or CTRL_INIT (then 32..1024)
+    uint64_t irs_base        # vgic_v5_irs_base: VGIC_ADDR_UNDEF (all-ones) until GRP_ADDR
+    uint64_t spi_level[16]   # per SPI (bit n of word n / 64): line_level
+    uint64_t spi_latch[16]   # per SPI: pending_latch (never cleared by KVM for an SPI)
+    uint64_t spi_cfg_level[16]  # per SPI: config LEVEL (0 = EDGE, KVM's default)
     vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
 
 

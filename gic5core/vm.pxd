@@ -14,4 +14,11 @@ cdef class VmCore:
     cdef vcpu_t* vcpu_at(self, int index) except NULL
     cdef tuple locked_mask(self, const mask128* m)
     cdef bint locked_check(self, int index, bint block) except -1
-    cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1) except -1
+    cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1,
+                        unsigned int max_vpes, bint lpi_domain, unsigned int ipa_bits,
+                        bint gcie_legacy) except -1
+    cdef int v5_vcpu_limits(self) noexcept nogil
+    cdef int sysreg_access(self, uint64_t attr, bint write, bint readable,
+                           uint64_t* val) noexcept nogil
+    cdef int spi_index(self, object spi) except -1
+    cdef tuple spi_bits(self, object spi)

@@ -27,14 +27,15 @@ class VmCore:
 
     def __init__(
         self, profile: str = "final", host_pmu: bool = True, impl0: int = 0x5C800008,
-        impl1: int = 0,
+        impl1: int = 0, max_vpes: int = 512, lpi_domain: bool = True, ipa_bits: int = 40,
+        gcie_legacy: bool = False,
     ) -> None: ...
     @property
     def profile(self) -> str:
-        """The profile's name ("v2", "v3" or "final")."""
+        """The profile's name ("v2", "v3", "final" or "7.4")."""
     @property
     def nr_ppis(self) -> int:
-        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 128 (v2, v3) or 64 (final)."""
+        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 128 (v2, v3) or 64 (final, 7.4)."""
     @property
     def nr_vcpus(self) -> int:
         """vCPUs created so far."""
@@ -58,6 +59,16 @@ class VmCore:
         """``irq_line`` per element, in order, in one nogil loop: 0 / -errno per element."""
     def userspace_ppis(self) -> tuple[int, int]:
         """(word0, word1) as KVM_DEV_ARM_VGIC_USERSPACE_PPIS copies them out."""
+    @property
+    def nr_spis(self) -> int:
+        """dist->nr_spis (7.4: 0 until NR_IRQS or CTRL_INIT)."""
+    @property
+    def max_vcpus(self) -> int:
+        """kvm->max_vcpus."""
+    def spi_state(self, spi: int) -> tuple[bool, bool]:
+        """(line_level, pending_latch) of SPI ``spi`` (7.4)."""
+    def spi_pending(self, spi: int) -> bool:
+        """KVM holds SPI ``spi`` pending (7.4)."""
     def exposed_ppis(self) -> tuple[int, int]:
         """(word0, word1) of the PPIs exposed to the guest (v2: vCPU index 0's set)."""
 
@@ -67,6 +78,12 @@ class VmCore:
     def _vcpu_id(self, index: int) -> int: ...
     def _create_device(self, dev_type: int, flags: int = 0) -> bool: ...
     def _device_init(self) -> None: ...
+    def _irs_addr_set(self, attr: int, readable: bool, addr: int) -> None: ...
+    def _irs_addr_get(self, attr: int, readable: bool = True) -> int: ...
+    def _nr_irqs_set(self, readable: bool, value: int) -> None: ...
+    def _sysreg_has(self, attr: int) -> None: ...
+    def _sysreg_get(self, attr: int) -> int: ...
+    def _sysreg_set(self, attr: int, readable: bool, value: int) -> None: ...
     def _timer_get(self, index: int, attr: int) -> int: ...
     def _timer_set(self, index: int, attr: int, readable: bool, value: int) -> None: ...
     def _pmu_feature(self, index: int) -> bool: ...

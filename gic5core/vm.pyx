@@ -24,9 +24,9 @@
 vcpu_state_size(profile), as_u32_array(values, name) and batch_arrays(irqs, levels).
 """
 
-from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO
+from libc.errno cimport EINVAL, EBUSY, EEXIST, ENXIO, ENODEV, EFAULT, EIO, E2BIG, ENOENT
 import numpy as np
 
 from gic5core.errors cimport check_rc as check
@@ -37,10 +37,11 @@ from gic5core.profile cimport profile_t, profile_load
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS,
                              SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
-                             IRQ_WORD_VCPU_IDS)
+                             IRQ_WORD_VCPU_IDS, NR_SPIS_MAX, NR_SPIS_DEFAULT)
 from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize,
                            flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
-                           vcpu_load, vcpu_put)
+                           vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line)
+from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
 
 cdef enum:
     KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -48,6 +49,10 @@ cdef enum:
     KVM_ARMV8_PMU_GICV5_IRQ = 0x20000017
     KVM_ARM_VCPU_PMU_V3_IRQ = 0
     KVM_ARM_VCPU_PMU_V3_INIT = 1
+    KVM_VGIC_V5_ADDR_TYPE_IRS = 6
+    KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION = 5
+    KVM_VGIC_V5_IRS_SIZE = 0x20000   # CONFIG_FRAME + SETLPI_FRAME, 64 KiB each
+    SZ_64K = 0x10000
 
 # Timer PPI numbers before a V5 device exists (the GICv3-style defaults) and after.
 cdef uint32_t TIMER_DEFAULT[4]
@@ -107,18 +112,42 @@ cdef inline bint is_v5_ppi(const vm_t* vm, uint32_t intid) noexcept nogil:
     return (intid >> 29) == 1 and (intid & 0xffffff) < vm.nr_ppis
 
 
-cdef inline void apply_recorded_timer(vm_t* vm, vcpu_t* v, int timer) noexcept nogil:
-    cdef unsigned int ppi = vm.timer_ppi[timer] & 0xffffff
-    inject_ppi(vm, v, ppi, (v.timer_level >> timer) & 1, OWNER_KERNEL)
+cdef extern from *:
+    """
+    #define GIC5_VGIC_ADDR_UNDEF (~0ULL)
+    """
+    const uint64_t VGIC_ADDR_UNDEF "GIC5_VGIC_ADDR_UNDEF"   # an address never set
+
+
+cdef inline uint64_t vcpu_mpidr_aff(uint32_t vcpu_id) noexcept nogil:
+    # reset_mpidr (sys_regs.c): Aff0 = vcpu_id bits 3:0, Aff1 = bits 11:4, Aff2 = bits 19:12,
+    # as MPIDR_EL1 bit positions (Aff0 7:0, Aff1 15:8, Aff2 23:16; Aff3 39:32 stays 0).
+    return (vcpu_id & 0xf) | (((vcpu_id >> 4) & 0xff) << 8) | (((vcpu_id >> 12) & 0xff) << 16)
+
+
+cdef inline vcpu_t* vcpu_by_sysreg_attr(vm_t* vm, uint64_t attr) noexcept nogil:
+    # vgic_v5_parse_attr: attr bits 63:32 (KVM_DEV_ARM_VGIC_V3_MPIDR_MASK) as an MPIDR by
+    # VGIC_TO_MPIDR (Aff0 39:32, Aff1 47:40, Aff2 55:48, Aff3 63:56), looked up with
+    # kvm_mpidr_to_vcpu (affinity fields compared); NULL when no vCPU has it.
+    cdef uint64_t a = attr >> 32
+    cdef uint64_t mpidr = (a & 0xffffff) | ((a >> 24) << 32)
+    cdef int i
+    for i in range(vm.nr_vcpus):
+        if vcpu_mpidr_aff(vm.vcpus[i].vcpu_id) == mpidr:
+            return vm.vcpus[i]
+    return NULL
 
 
 cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
     # kvm_arch_vcpu_run_pid_change, spec 4.5 / 10.2.
     if vm.has_device:
-        if not vm.initialised:
-            vm.dead = 1  # kvm_vgic_map_resources failed: the VM is dead
+        # kvm_vgic_map_resources: vgic_v5_map_resources answers EBUSY before CTRL_INIT; on
+        # 7.4 (e3db95b1bc28 "Register the IRS IODEV") an IRS base never set is ENXIO. Either
+        # failure marks the VM dead (kvm_vm_dead): every later ioctl is EIO.
+        if not vm.initialised or (vm.prof.irs_uapi and vm.irs_base == VGIC_ADDR_UNDEF):
+            vm.dead = 1
             update_ppi_fast(vm)
-            return -EBUSY
+            return -EBUSY if not vm.initialised else -ENXIO
         if not v.timers_enabled:
             # timer_irqs_are_valid: skipped once frozen; else vtimer and ptimer (the only
             # timers without NV) must carry their architected V5 INTIDs.
@@ -156,18 +185,42 @@ cdef class VmCore:
     def __cinit__(self, *args, **kwargs):
         # Always a valid VM (profile final, default host) even before __init__ runs, so no
         # method can see a zeroed profile; __init__ (or a subclass's) picks the real one.
-        self._configure("final", True, 0x5C800008, 0)
+        self._configure("final", True, 0x5C800008, 0, 512, True, 40, False)
 
     def __init__(self, str profile="final", bint host_pmu=True,
-                 uint64_t impl0=0x5C800008, uint64_t impl1=0):
+                 uint64_t impl0=0x5C800008, uint64_t impl1=0, unsigned int max_vpes=512,
+                 bint lpi_domain=True, unsigned int ipa_bits=40, bint gcie_legacy=False):
         if self.vm.nr_vcpus or self.vm.has_device:
             raise RuntimeError("a VmCore's profile and host are fixed once it has state")
-        self._configure(profile, host_pmu, impl0, impl1)
+        if max_vpes < 2 or max_vpes > 65536 or (max_vpes & (max_vpes - 1)):
+            raise ValueError(f"max_vpes must be a power of two 2..65536 (2 ** (IRS_IDR4."
+                             f"VPE_ID_BITS + 1)), not {max_vpes}")
+        if not 32 <= ipa_bits <= 52:
+            raise ValueError(f"ipa_bits must be 32..52 (an arm64 IPA size), not {ipa_bits}")
+        self._configure(profile, host_pmu, impl0, impl1, max_vpes, lpi_domain, ipa_bits,
+                        gcie_legacy)
 
-    cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0,
-                        uint64_t impl1) except -1:
+    cdef int _configure(self, str profile, bint host_pmu, uint64_t impl0, uint64_t impl1,
+                        unsigned int max_vpes, bint lpi_domain, unsigned int ipa_bits,
+                        bint gcie_legacy) except -1:
         cdef int i
         profile_load(profile, &self.vm.prof)
+        # The host's vGIC probe (vgic_v5_probe, 7.4): max_gicv5_vcpus = min(IRS max VPEs,
+        # VGIC_V5_MAX_CPUS); no host LPI domain: neither the V5 nor the GICv3-legacy device is
+        # registered, so no vGIC limits the VM (KVM_MAX_VCPUS); with the legacy device the
+        # VM starts at VGIC_V3_MAX_CPUS and KVM_CREATE_DEVICE(V5) lowers it. The other
+        # profiles: V5 always registered, 512 vCPUs.
+        self.vm.max_gicv5_vcpus = MAX_VCPUS
+        self.vm.max_vcpus = MAX_VCPUS
+        self.vm.v5_registered = 1
+        if self.vm.prof.model_vcpu_limits:
+            self.vm.max_gicv5_vcpus = max_vpes if max_vpes < MAX_VCPUS else MAX_VCPUS
+            self.vm.v5_registered = lpi_domain
+            if lpi_domain and not gcie_legacy:
+                self.vm.max_vcpus = self.vm.max_gicv5_vcpus
+        self.vm.ipa_bits = ipa_bits
+        self.vm.irs_base = VGIC_ADDR_UNDEF
+        self.vm.nr_spis = 0
         self._profile = profile
         self.vm.nr_ppis = self.vm.prof.nr_ppis
         self.vm.impl = bitmap_and(mask_make(impl0, impl1), bitmap_fill(self.vm.nr_ppis))
@@ -204,12 +257,12 @@ cdef class VmCore:
 
     @property
     def profile(self):
-        """The revision modelled: "v2", "v3" or "final"."""
+        """The revision modelled: "v2", "v3", "final" or "7.4"."""
         return self._profile
 
     @property
     def nr_ppis(self):
-        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 64 on final, 128 on v2 and v3."""
+        """VGIC_V5_NR_PRIVATE_IRQS of the profile: 64 on final and 7.4, 128 on v2 and v3."""
         return self.vm.nr_ppis
 
     @property
@@ -251,10 +304,12 @@ cdef class VmCore:
         gic5_lock(&self.vm.lock)
         if self.vm.dead:
             rc = -EIO
-        elif vcpu_id >= MAX_VCPUS or self.vm.nr_vcpus >= MAX_VCPUS:
-            rc = -EINVAL
+        elif vcpu_id >= MAX_VCPUS or self.vm.nr_vcpus >= self.vm.max_vcpus:
+            rc = -EINVAL  # KVM_MAX_VCPU_IDS; created_vcpus >= kvm->max_vcpus
         elif self.vm.initialised:
             rc = -EBUSY  # kvm_arch_vcpu_precreate: VGIC already initialised
+        elif vcpu_id >= <unsigned long>self.vm.max_vcpus:
+            rc = -EINVAL  # kvm_arch_vcpu_precreate: id >= kvm->max_vcpus (7.4: V5's limit)
         elif self.vm.id_to_index[vcpu_id] >= 0:
             rc = -EEXIST
         elif pmu and not self.vm.host_pmu:
@@ -287,8 +342,8 @@ cdef class VmCore:
         gic5_lock(&self.vm.lock)
         if self.vm.dead:
             rc = -EIO
-        elif dev_type != KVM_DEV_TYPE_ARM_VGIC_V5:
-            rc = -ENODEV
+        elif dev_type != KVM_DEV_TYPE_ARM_VGIC_V5 or not self.vm.v5_registered:
+            rc = -ENODEV  # no ops registered for the type (7.4: V5 needs a host LPI domain)
         elif flags & KVM_CREATE_DEVICE_TEST:
             rc = 0
         else:
@@ -300,7 +355,9 @@ cdef class VmCore:
                     rc = -EEXIST
                 elif self.vm.ran_once:
                     rc = -EBUSY
-                else:
+                elif self.vm.prof.model_vcpu_limits:
+                    rc = self.v5_vcpu_limits()
+                if rc == 0 and not self.vm.has_device:
                     self.vm.has_device = 1
                     update_ppi_fast(&self.vm)
                     for i in range(4):  # kvm_timer_init_vm: v5 encoding
@@ -310,13 +367,33 @@ cdef class VmCore:
         check(rc)
         return created
 
+    cdef int v5_vcpu_limits(self) noexcept nogil:
+        # kvm_vgic_create for V5 on 7.4 (21fd40005fb3 "Enforce model-specific vCPU limits"):
+        # kvm->max_vcpus := max_gicv5_vcpus, kept even when a check below fails; an existing
+        # vCPU id at or above it, or more vCPUs than it, is E2BIG.
+        cdef int i
+        self.vm.max_vcpus = self.vm.max_gicv5_vcpus
+        for i in range(self.vm.nr_vcpus):
+            if self.vm.vcpus[i].vcpu_id >= <uint32_t>self.vm.max_vcpus:
+                return -E2BIG
+        if self.vm.nr_vcpus > self.vm.max_vcpus:
+            return -E2BIG
+        return 0
+
     def _device_init(self):
         """_device_init() -> None: KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init for V5)."""
         cdef int rc = 0, i
         gic5_lock(&self.vm.lock)
         if self.vm.dead:
             rc = -EIO
-        elif not self.vm.initialised:
+        elif not self.vm.initialised and self.vm.prof.irs_uapi:
+            # 7.4 vgic_init: the default SPI count when NR_IRQS was never set, then
+            # vgic_v5_init's first check: no online vCPU is ENODEV (retryable).
+            if self.vm.nr_spis == 0:
+                self.vm.nr_spis = NR_SPIS_DEFAULT
+            if self.vm.prof.init_needs_vcpus and self.vm.nr_vcpus == 0:
+                rc = -ENODEV
+        if rc == 0 and not self.vm.dead and not self.vm.initialised:
             for i in range(self.vm.nr_vcpus):
                 if self.vm.vcpus[i].el2:
                     rc = -EINVAL  # nested virtualisation is refused
@@ -347,6 +424,178 @@ cdef class VmCore:
             m = self.vm.exposed
         gic5_unlock(&self.vm.lock)
         return words(m)
+
+    # --- the IRS-era device attributes (7.4) ---------------------------------------------------
+    # The front end calls these only on a profile with irs_uapi (elsewhere the groups answer
+    # ENXIO before reaching the core). ``readable`` False stands for a user pointer that
+    # faults when read, so that EFAULT lands where the kernel's get_user would put it.
+
+    def _irs_addr_set(self, uint64_t attr, bint readable, uint64_t addr):
+        """_irs_addr_set(attr, readable, addr) -> None: GRP_ADDR SET (kvm_vgic_addr, write)."""
+        cdef int rc = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif not readable:
+            rc = -EFAULT  # vgic_set_common_attr reads the value before looking at the attr
+        elif attr != KVM_VGIC_V5_ADDR_TYPE_IRS:
+            rc = -ENXIO   # kvm_vgic_addr's ENODEV for a type V5 does not have, as ENXIO
+        elif self.vm.irs_base != VGIC_ADDR_UNDEF:
+            rc = -EEXIST  # vgic_check_iorange: already set, before any check of the value
+        elif (addr & (SZ_64K - 1)) != 0:
+            rc = -EINVAL  # not 64 KiB aligned
+        elif addr + KVM_VGIC_V5_IRS_SIZE < addr:
+            rc = -EINVAL  # the region wraps
+        elif (addr >> self.vm.ipa_bits) != 0 \
+                or addr + KVM_VGIC_V5_IRS_SIZE > ((<uint64_t>1) << self.vm.ipa_bits):
+            rc = -E2BIG   # beyond kvm_phys_mask, or the region does not fit in the IPA space
+        else:
+            self.vm.irs_base = addr
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    def _irs_addr_get(self, uint64_t attr, bint readable=True):
+        """_irs_addr_get(attr, readable) -> the IRS base (all-ones until set): GRP_ADDR GET,
+        before the copy-out. ``readable`` matters for attr 5 only: kvm_vgic_addr reads a
+        KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION GET's index from the buffer first (EFAULT)."""
+        cdef int rc = 0
+        cdef uint64_t value = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif attr == KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION and not readable:
+            rc = -EFAULT
+        elif attr != KVM_VGIC_V5_ADDR_TYPE_IRS:
+            rc = -ENXIO
+        else:
+            value = self.vm.irs_base
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return value
+
+    def _nr_irqs_set(self, bint readable, uint32_t value):
+        """_nr_irqs_set(readable, value) -> None: GRP_NR_IRQS SET, the SPI count (V5)."""
+        cdef int rc = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif not readable:
+            rc = -EFAULT  # get_user comes first
+        elif value < NR_SPIS_DEFAULT or value > NR_SPIS_MAX or value % 32 != 0:
+            rc = -EINVAL  # VGIC_V5_DEFAULT_NR_SPIS..VGIC_V5_MAX_NR_SPIS, multiples of 32
+        elif self.vm.initialised or self.vm.nr_spis != 0:
+            rc = -EBUSY   # settable once, and only before CTRL_INIT
+        else:
+            self.vm.nr_spis = value
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    @property
+    def nr_spis(self):
+        """dist->nr_spis: 0 until NR_IRQS is set or CTRL_INIT applies the default (7.4: 32)."""
+        return self.vm.nr_spis
+
+    @property
+    def max_vcpus(self):
+        """kvm->max_vcpus (KVM_CAP_MAX_VCPUS): 512, or on 7.4 the V5 limit where it applies."""
+        return self.vm.max_vcpus
+
+    cdef int sysreg_access(self, uint64_t attr, bint write, bint readable,
+                           uint64_t* val) noexcept nogil:
+        # vgic_v5_attr_regs_access for CPU_SYSREGS, in the kernel's order: the MPIDR names no
+        # vCPU (vgic_v5_parse_attr) EINVAL; kvm_trylock_all_vcpus fails (a vCPU is inside
+        # KVM_RUN) EBUSY; not initialised EBUSY; a write once any vCPU ran EBUSY; then the
+        # generic sysreg helper: a SET reads the user value (EFAULT) before the table lookup,
+        # an unknown register is ENOENT. Caller holds vm.lock.
+        cdef vcpu_t* v
+        cdef int i, reg
+        cdef unsigned int n
+        if self.vm.dead:
+            return -EIO
+        v = vcpu_by_sysreg_attr(&self.vm, attr)
+        if v == NULL:
+            return -EINVAL
+        for i in range(self.vm.nr_vcpus):
+            if self.vm.vcpus[i].running:
+                return -EBUSY
+        if not self.vm.initialised:
+            return -EBUSY
+        if write and self.vm.ran_once:
+            return -EBUSY
+        if write and not readable:
+            return -EFAULT
+        reg = sysreg_lookup(<unsigned int>(attr & 0xffff), &n)
+        if reg == SR_NONE:
+            return -ENOENT
+        if write:
+            sysreg_write(&self.vm, v, reg, n, val[0])
+        else:
+            val[0] = sysreg_read(&self.vm, v, reg, n)
+        return 0
+
+    def _sysreg_has(self, uint64_t attr):
+        """_sysreg_has(attr) -> None: HAS of CPU_SYSREGS (vgic_v5_has_cpu_sysregs_attr)."""
+        cdef int rc = 0
+        cdef unsigned int n
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif vcpu_by_sysreg_attr(&self.vm, attr) == NULL:
+            rc = -EINVAL
+        elif sysreg_lookup(<unsigned int>(attr & 0xffff), &n) == SR_NONE:
+            rc = -ENXIO
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    def _sysreg_get(self, uint64_t attr):
+        """_sysreg_get(attr) -> value: GET of CPU_SYSREGS, before the copy-out."""
+        cdef uint64_t value = 0
+        cdef int rc
+        gic5_lock(&self.vm.lock)
+        rc = self.sysreg_access(attr, False, True, &value)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return value
+
+    def _sysreg_set(self, uint64_t attr, bint readable, uint64_t value):
+        """_sysreg_set(attr, readable, value) -> None: SET of CPU_SYSREGS."""
+        cdef int rc
+        gic5_lock(&self.vm.lock)
+        rc = self.sysreg_access(attr, True, readable, &value)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    cdef int spi_index(self, object spi) except -1:
+        need_int(spi, "spi")
+        if spi < 0 or spi >= self.vm.nr_spis:
+            raise ValueError(f"SPI {spi} does not exist: this VM has {self.vm.nr_spis} SPIs "
+                             "(NR_IRQS, or the default at CTRL_INIT on 7.4)")
+        return spi
+
+    cdef tuple spi_bits(self, object spi):
+        # (line_level, pending_latch, LEVEL config) of SPI spi, under vm.lock.
+        cdef int n = self.spi_index(spi)
+        cdef uint64_t bit = (<uint64_t>1) << (n & 63)
+        cdef bint line, latch, cfg
+        gic5_lock(&self.vm.lock)
+        line = (self.vm.spi_level[n >> 6] & bit) != 0
+        latch = (self.vm.spi_latch[n >> 6] & bit) != 0
+        cfg = (self.vm.spi_cfg_level[n >> 6] & bit) != 0
+        gic5_unlock(&self.vm.lock)
+        return (line, latch, cfg)
+
+    def spi_state(self, spi):
+        """spi_state(spi) -> (line_level, pending_latch): KVM's vgic_irq of SPI ``spi`` (7.4;
+        ValueError for an SPI the VM does not have, TypeError for a non-int)."""
+        line, latch, _ = self.spi_bits(spi)
+        return (line, latch)
+
+    def spi_pending(self, spi):
+        """spi_pending(spi) -> bool: KVM holds SPI ``spi`` pending (irq_is_pending: the latch
+        for an EDGE SPI, KVM's default, latch or line for a LEVEL one). 7.4; ValueError for an
+        SPI the VM does not have."""
+        line, latch, cfg = self.spi_bits(spi)
+        return bool(latch or (cfg and line))
 
     # --- KVM_IRQ_LINE -------------------------------------------------------------------------
 
@@ -507,12 +756,7 @@ cdef class VmCore:
         if timer != TIMER_VTIMER and timer != TIMER_PTIMER:
             raise ValueError("only the vtimer and the ptimer exist without nested virtualisation")
         gic5_lock(&self.vm.lock)
-        if level:
-            v.timer_level |= <uint8_t>(1 << timer)
-        else:
-            v.timer_level &= <uint8_t>~(1 << timer)
-        if v.timers_enabled and not self.vm.dead:
-            apply_recorded_timer(&self.vm, v, timer)
+        drive_timer_line(&self.vm, v, timer, level)
         gic5_unlock(&self.vm.lock)
 
     def _pmu_line(self, int index, bint level):

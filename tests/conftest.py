@@ -14,6 +14,7 @@ import contextlib
 import errno
 import importlib
 import importlib.machinery
+import pathlib
 import pkgutil
 import struct
 import sys
@@ -23,6 +24,9 @@ import pytest
 
 import gic5
 from gic5 import uapi
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the tests' own helpers
+from vmsetup import IRS_GPA, set_irs_base  # noqa: E402
 
 # Modules the semantics document names in the core; the check also covers every other
 # module found in the package, so a stray pure-Python stand-in cannot slip through.
@@ -159,8 +163,9 @@ def kvm(profile):
 
 
 def _make_vm(profile="final", vcpus=1, *, host=None, device=True, init=True, pmu=(), el2=(),
-             pmu_init=True):
-    """Build a VM the usual way: vCPUs, then the V5 device, then CTRL_INIT, then PMU_V3_INIT.
+             pmu_init=True, irs_base=IRS_GPA):
+    """Build a VM the usual way: vCPUs, then the V5 device (on 7.4 with its IRS base, unless
+    ``irs_base`` is None), then CTRL_INIT, then PMU_V3_INIT.
 
     ``vcpus`` is a count (ids 0..n-1) or a list of ids in creation order; ``pmu`` and ``el2``
     name the ids that get those features. Returns a namespace with kvm, vm, dev, vcpus (list
@@ -171,6 +176,8 @@ def _make_vm(profile="final", vcpus=1, *, host=None, device=True, init=True, pmu
     ids = list(range(vcpus)) if isinstance(vcpus, int) else list(vcpus)
     cpus = [vm.create_vcpu(i, pmu=i in pmu, el2=i in el2) for i in ids]
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5) if device else None
+    if device and irs_base is not None:
+        set_irs_base(dev, irs_base)
     if device and init:
         assert dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT) is None
         if pmu_init:

@@ -7,7 +7,7 @@ Rules this module keeps:
   observable state and look up known discrepancies here, so they cannot disagree.
 - An outcome is ``((status, payload), raw)``: ``("ok", normalised value)`` or ``("raise",
   kind)``. Kinds: the OSError's errno and subclass (EEXIST -> FileExistsError is part of the
-  contract), TypeError, RuntimeError, UndefinedInstruction, and ValueError / OverflowError
+  contract), TypeError, RuntimeError, NotImplementedError, UndefinedInstruction, and ValueError / OverflowError
   as one kind (docs/semantics.md section 2 allows either for an int outside its C type). Any
   other exception (IndexError, SystemError, BufferError, ...) is a bug on whichever side
   raised it: it propagates, it is never compared.
@@ -56,6 +56,8 @@ def kind(exc: BaseException) -> tuple | None:
         return ("TypeError",)
     if type(exc) is RuntimeError:
         return ("RuntimeError",)
+    if type(exc) is NotImplementedError:
+        return ("NotImplementedError",)  # 7.4's IRS_REGS / IST: not modelled, on both sides
     return None
 
 
@@ -98,9 +100,14 @@ BUF_KINDS = ["bytearray", "bytes", "mv_ro", "mv_rw", "array_B", "array_I", "arra
 
 def make_buffer(spec: tuple[str, int, int]) -> Any:
     """A fresh buffer of ``spec`` = (kind, size, value): ``size`` bytes starting with the u32
-    ``value`` (native order), then a recognisable filler. Non-buffer kinds give the object."""
+    ``value`` (native order; kind "u64": the u64 ``value``), then a recognisable filler.
+    Non-buffer kinds give the object."""
     kind_, size, value = spec
-    data = (value.to_bytes(4, sys.byteorder) + bytes(range(0xA0, 0xC0)) * 2)[:size]
+    if kind_ == "u64":
+        # a bytearray starting with the u64 ``value`` (the 7.4 ADDR / CPU_SYSREGS attrs)
+        return bytearray((value.to_bytes(8, sys.byteorder) + bytes(range(0xA0, 0xC0)))[:size])
+    prefix = (value & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
+    data = (prefix + bytes(range(0xA0, 0xC0)) * 2)[:size]
     if kind_ == "bytearray":
         return bytearray(data)
     if kind_ == "bytes":

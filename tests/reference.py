@@ -5,7 +5,9 @@ Rules this module keeps:
   untrapped guest register writes, the acknowledge/EOI instructions and the WFI block check)
   are written from the kernel source itself, through the source readings of the three
   profiles: the v2 posting (19 Dec 2025), the v3 posting (9 Jan 2026; "v3" follows the
-  posting wherever posting and merged code differ) and the final mainline code. Each rule
+  posting wherever posting and merged code differ), the final mainline code and "7.4", the
+  IRS-era branch kvm-arm64/gicv5-7.4 (merged into kvmarm/next by fccdedadc23f; read in the
+  analogdevicesinc/linux mirror at the commits named beside each 7.4 rule). Each rule
   names, in a comment, the kernel function it follows and the profiles it applies to; the
   hardware side (what a register write does to the virtual CPU interface) follows QEMU's
   GICv5 CPU interface (target/arm/tcg/gicv5-cpuif.c). It is deliberately NOT written from
@@ -23,6 +25,11 @@ Rules this module keeps:
   with create_vcpu / create_device / irq_line / exposed_ppis / userspace_ppis; RefDevice and
   RefVcpu with has/get/set_attr; ``with vcpu.run() as cpu`` (or run_enter()/run_exit()) yields
   a RefCpuIf with the guest's CPU interface methods.
+- 7.4 adds: RefKvm(..., max_vpes=, lpi_domain=, ipa_bits=, gcie_legacy=) host inputs;
+  RefVm.nr_spis / spi_pending(id) / spi_state(id) (KVM's vgic_irq state of an SPI; SPIs are
+  never delivered to the guest: the vIRS is not modelled); device groups ADDR (IRS base),
+  NR_IRQS and CPU_SYSREGS; IRS_REGS and IST raise NotImplementedError; RefCpuIf.read_iaffidr()
+  on every profile.
 
 Model conventions (fixed by the public API):
 - The vtimer (PPI 27) and ptimer (PPI 30) are direct (DVI) timers on this VHE host, mapped at
@@ -53,7 +60,7 @@ __all__ = [
     "words", "join",
 ]
 
-PROFILES = ("v2", "v3", "final")
+PROFILES = ("v2", "v3", "final", "7.4")
 
 # --- constants (values from spec section 2; deliberately not imported from gic5.uapi) -----
 KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -81,6 +88,57 @@ MAX_VCPUS = 512  # KVM_MAX_VCPU_IDS and VGIC_V5_MAX_CPUS
 M32 = (1 << 32) - 1
 M64 = (1 << 64) - 1
 EDGE = 1 << SW_PPI  # the only edge-triggered PPI (sem notation)
+
+# --- 7.4 only: the IRS-era UAPI (values from the uapi header / selftest / sysreg file as
+# read in the source; deliberately not imported from gic5) --------------------------------
+GRP_ADDR = 0                 # KVM_DEV_ARM_VGIC_GRP_ADDR
+GRP_NR_IRQS = 3              # KVM_DEV_ARM_VGIC_GRP_NR_IRQS
+GRP_CPU_SYSREGS = 6          # KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS
+GRP_IRS_REGS = 10            # KVM_DEV_ARM_VGIC_GRP_IRS_REGS
+GRP_IST = 11                 # KVM_DEV_ARM_VGIC_GRP_IST (number from the spec; not in the
+                             # stored kernel header, see the uapi source-check note G2)
+ADDR_TYPE_V3_REDIST_REGION = 5  # KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION
+ADDR_TYPE_IRS = 6            # KVM_VGIC_V5_ADDR_TYPE_IRS
+IRS_SIZE = 0x20000           # KVM_VGIC_V5_IRS_SIZE: two 64 KiB frames
+SZ_64K = 0x10000
+VGIC_ADDR_UNDEF = M64        # VGIC_ADDR_UNDEF (-1 as a u64)
+V5_DEFAULT_NR_SPIS = 32      # VGIC_V5_DEFAULT_NR_SPIS (value: selftest / doc)
+V5_MAX_NR_SPIS = 1024        # VGIC_V5_MAX_NR_SPIS (value: selftest BIT(10) / doc)
+V5_NR_PRIVATE = 64           # VGIC_V5_NR_PRIVATE_IRQS
+ICC_ICSR_RES0 = (M64 & ~((1 << 48) - 1)) | (0xFFFF << 16) | (0x1F << 6)  # 63:48, 31:16, 10:6
+ICC_APR_RES0 = M64 & ~M32    # the upper 32 bits
+ICC_CR0_EN = 1 << 0
+ICC_CR0_LINK = 1 << 1        # bit positions as QEMU's gicv5-cpuif.c defines them
+ICC_CR0_LINK_IDLE = 1 << 2
+PRIORITYR_MASK = 0x1F1F1F1F1F1F1F1F  # REPEAT_BYTE(0x1f)
+
+
+def sysreg_attr(op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
+    """The CPU_SYSREGS encoding in attr bits 15:0 (Op0 15:14, Op1 13:11, CRn 10:7,
+    CRm 6:3, Op2 2:0), as the selftest's PACK_SR builds it."""
+    return (op0 << 14) | (op1 << 11) | (crn << 7) | (crm << 3) | op2
+
+
+# gic_v5_icc_reg_descs (vgic-sys-reg-v5.c @ b3c70329): encoding -> (kind, register index).
+# The index is Op2 % 2 for ENABLER/SACTIVER/SPENDR and ((CRm & 1) << 3) + Op2 for PRIORITYR,
+# as the accessors compute it. Encodings from arch/arm64/tools/sysreg.
+SYSREGS_V5 = {sysreg_attr(3, 0, 12, 10, 4): ("icsr", 0)}
+SYSREGS_V5.update({sysreg_attr(3, 0, 12, 10, op2): ("enabler", op2 % 2) for op2 in (6, 7)})
+SYSREGS_V5.update({sysreg_attr(3, 0, 12, 13, op2): ("activer", op2 % 2) for op2 in (2, 3)})
+SYSREGS_V5.update({sysreg_attr(3, 0, 12, 13, op2): ("pendr", op2 % 2) for op2 in (6, 7)})
+SYSREGS_V5.update({sysreg_attr(3, 0, 12, crm, op2): ("priorityr", ((crm & 1) << 3) + op2)
+                   for crm in (14, 15) for op2 in range(8)})
+SYSREGS_V5[sysreg_attr(3, 1, 12, 0, 0)] = ("apr", 0)
+SYSREGS_V5[sysreg_attr(3, 1, 12, 0, 1)] = ("cr0", 0)
+SYSREGS_V5[sysreg_attr(3, 1, 12, 0, 2)] = ("pcr", 0)
+
+
+def mpidr_attr(vcpu_id: int) -> int:
+    """attr bits 63:32 naming a vCPU: its MPIDR affinity (reset_mpidr in sys_regs.c: Aff0 =
+    id & 0xf, Aff1 = (id >> 4) & 0xff, Aff2 = (id >> 12) & 0xff, Aff3 = 0) in the VGIC layout
+    (Aff0 bits 39:32, Aff1 47:40, Aff2 55:48, Aff3 63:56)."""
+    aff = (vcpu_id & 0xF) | (((vcpu_id >> 4) & 0xFF) << 8) | (((vcpu_id >> 12) & 0xFF) << 16)
+    return aff << 32
 
 
 class UndefinedInstruction(Exception):
@@ -192,15 +250,48 @@ class _UserPtr:
 # --- objects -------------------------------------------------------------------------------
 
 class RefKvm:
-    """/dev/kvm with a host (sem 1): ``profile`` in PROFILES; host_pmu and impl_ppis as Host."""
+    """/dev/kvm with a host (sem 1): ``profile`` in PROFILES; host_pmu and impl_ppis as Host.
 
-    def __init__(self, profile: str = "final", host_pmu: bool = True, impl_ppis=None):
+    The keyword-only host inputs matter only on 7.4 (validated on every profile): max_vpes is
+    the host IRS's VPE count, 2 ** (IRS_IDR4.VPE_ID_BITS + 1); lpi_domain says the host
+    GICv5 driver has an LPI domain; ipa_bits is the VM's IPA size; gcie_legacy says the host
+    also registers the GICv3-legacy device (ARM64_HAS_GICV5_LEGACY)."""
+
+    def __init__(self, profile: str = "final", host_pmu: bool = True, impl_ppis=None, *,
+                 max_vpes=512, lpi_domain=True, ipa_bits=40, gcie_legacy=False):
         if not isinstance(profile, str):
             raise TypeError("profile must be a str")
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}")
+        max_vpes = _int(max_vpes, "max_vpes")
+        if not 2 <= max_vpes <= 65536 or max_vpes & (max_vpes - 1):
+            raise ValueError(f"max_vpes {max_vpes} is not a power of two in 2..65536")
+        ipa_bits = _index(ipa_bits, 32, 52, "ipa_bits")
+        for name, flag in (("lpi_domain", lpi_domain), ("gcie_legacy", gcie_legacy)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+        self.max_vpes = max_vpes
+        self.lpi_domain = lpi_domain
+        self.ipa_bits = ipa_bits
+        self.gcie_legacy = gcie_legacy
+        # vgic_v5_probe (vgic-v5.c @ 0829416d / 589d6072; 7.4): max_gicv5_vcpus is the IRS's
+        # VPE count capped at VGIC_V5_MAX_CPUS (512). Without an LPI domain the probe returns
+        # ENODEV at once, before the GICv3-legacy part: neither device is registered, KVM runs
+        # with no vgic at all (init_subsystems: vgic_present = false) and a VM's max_vcpus is
+        # KVM_MAX_VCPUS (kvm_arm_default_max_vcpus). With the V5 device registered,
+        # max_gic_vcpus is max_gicv5_vcpus, raised to max(.., VGIC_V3_MAX_CPUS) = 512 when the
+        # GICv3-legacy device registers too. (Spec 4.1 treats the two inputs as independent;
+        # the source ties the legacy device to the LPI domain.)
+        self.max_gicv5_vcpus = min(max_vpes, MAX_VCPUS)
+        if not lpi_domain:
+            self.vm_max_vcpus = MAX_VCPUS
+        elif gcie_legacy:
+            self.vm_max_vcpus = max(self.max_gicv5_vcpus, MAX_VCPUS)
+        else:
+            self.vm_max_vcpus = self.max_gicv5_vcpus
         self.profile = profile
-        self.nr = 64 if profile == "final" else 128
+        # final and 7.4: VGIC_V5_NR_PRIVATE_IRQS = 64
+        self.nr = 64 if profile in ("final", "7.4") else 128
         self.host_pmu = bool(host_pmu)
         if impl_ppis is None:
             # spec 3: {3, 23 if PMU, 26, 27, 28, 30}
@@ -232,6 +323,15 @@ class RefVm:
         self.hmr = 0  # VM-wide vgic_ppi_hmr: the exposed Level PPIs (v3/final); v2: per vCPU
         self.timer_ppis = list(TIMER_DEFAULTS)
         self.timers_frozen = False
+        # 7.4 only: kvm->max_vcpus (kvm_arch_init_vm: kvm_arm_default_max_vcpus; lowered by
+        # kvm_vgic_create), vgic.nr_spis, the vIRS base and KVM's SPI state (vgic_irq per SPI:
+        # line_level, pending_latch, config; allocated by kvm_vgic_v5_irs_init at CTRL_INIT)
+        self.max_vcpus = kvm.vm_max_vcpus if kvm.profile == "7.4" else MAX_VCPUS
+        self._nr_spis = 0
+        self.irs_base = VGIC_ADDR_UNDEF
+        self.spi_line: list[bool] = []
+        self.spi_latch: list[bool] = []
+        self.spi_level_cfg: list[bool] = []
 
     # -- helpers
     def _vcpu_by_id(self, vcpu_id: int):
@@ -246,6 +346,14 @@ class RefVm:
     def _any_has_run(self) -> bool:
         return any(v.has_run for v in self.vcpus)
 
+    def _vcpu_by_mpidr(self, vgic_mpidr: int):
+        # vgic_v5_parse_attr -> VGIC_TO_MPIDR + kvm_mpidr_to_vcpu (7.4): the MPIDR affinity
+        # (Aff3..Aff0) compared with each vCPU's reset MPIDR (Aff3 = 0)
+        for v in self.vcpus:
+            if mpidr_attr(v.vcpu_id) >> 32 == vgic_mpidr:
+                return v
+        return None
+
     # -- KVM_CREATE_VCPU (sem 3)
     def create_vcpu(self, vcpu_id, *, el2=False, pmu=False) -> "RefVcpu":
         vcpu_id = _int(vcpu_id, "vcpu_id")  # a bool or numpy integer is an int, as everywhere
@@ -254,6 +362,8 @@ class RefVm:
         el2, pmu = bool(_int(el2, "el2")), bool(_int(pmu, "pmu"))
         if self.dead:
             _check(-errno.EIO)
+        if self.profile == "7.4":
+            return self._create_vcpu_74(vcpu_id, el2, pmu)
         if vcpu_id >= MAX_VCPUS:
             _check(-errno.EINVAL)  # any id >= 512, however large (sem 2)
         if len(self.vcpus) >= MAX_VCPUS:
@@ -269,6 +379,31 @@ class RefVm:
         self.vcpus.append(vcpu)
         return vcpu
 
+    def _create_vcpu_74(self, vcpu_id: int, el2: bool, pmu: bool) -> "RefVcpu":
+        # kvm_vm_ioctl_create_vcpu (generic, 7.4): an id >= KVM_MAX_VCPU_IDS (512), then
+        # created_vcpus >= kvm->max_vcpus, both EINVAL
+        if vcpu_id >= MAX_VCPUS or len(self.vcpus) >= self.max_vcpus:
+            _check(-errno.EINVAL)
+        # kvm_arch_vcpu_precreate (arm.c, 7.4): EBUSY once the vgic is initialised, then
+        # id >= kvm->max_vcpus EINVAL (max_vcpus is max_gicv5_vcpus from VM creation on a host
+        # without the legacy device, 512 with it until KVM_CREATE_DEVICE(V5) lowers it)
+        if self.initialised:
+            _check(-errno.EBUSY)
+        if vcpu_id >= self.max_vcpus:
+            _check(-errno.EINVAL)
+        # kvm_vgic_vcpu_init (vgic-init.c @ 21fd4000 / e3db95b1, 7.4): with a V5 device, an id
+        # the VPE table cannot hold (>= max_gicv5_vcpus) is EINVAL (already caught above,
+        # since the device lowered max_vcpus; kept as the source's second gate)
+        if self.device is not None and vcpu_id >= self.kvm.max_gicv5_vcpus:
+            _check(-errno.EINVAL)
+        if self._vcpu_by_id(vcpu_id) is not None:
+            _check(-errno.EEXIST)
+        if pmu and not self.kvm.host_pmu:
+            _check(-errno.EINVAL)  # KVM_ARM_VCPU_INIT refusing the feature (as above)
+        vcpu = RefVcpu(self, vcpu_id, len(self.vcpus), el2, pmu)
+        self.vcpus.append(vcpu)
+        return vcpu
+
     # -- KVM_CREATE_DEVICE (sem 4)
     def create_device(self, type, flags=0):
         type = _uint(type, 32, "type")
@@ -276,6 +411,10 @@ class RefVm:
         if self.dead:
             _check(-errno.EIO)
         if type != KVM_DEV_TYPE_ARM_VGIC_V5:
+            _check(-errno.ENODEV)
+        if self.profile == "7.4" and not self.kvm.lpi_domain:
+            # vgic_v5_probe (7.4): no LPI domain, no V5 device registered (kvm_ioctl_create_device
+            # finds no ops: ENODEV, also in TEST mode)
             _check(-errno.ENODEV)
         if flags & KVM_CREATE_DEVICE_TEST:
             return None
@@ -285,6 +424,16 @@ class RefVm:
             _check(-errno.EEXIST)
         if self._any_has_run():
             _check(-errno.EBUSY)
+        if self.profile == "7.4":
+            # kvm_vgic_create (vgic-init.c @ 21fd4000 / e3db95b1, 7.4): max_vcpus becomes
+            # max_gicv5_vcpus BEFORE the checks and is not restored when they fail; an existing
+            # vCPU id >= it, then more online vCPUs than it, are E2BIG
+            self.max_vcpus = self.kvm.max_gicv5_vcpus
+            if any(v.vcpu_id >= self.max_vcpus for v in self.vcpus):
+                _check(-errno.E2BIG)
+            if len(self.vcpus) > self.max_vcpus:
+                _check(-errno.E2BIG)
+            self.irs_base = VGIC_ADDR_UNDEF  # the vIRS is allocated with its base undefined
         self.device = RefDevice(self)
         for v in self.vcpus:
             v._reset_private()
@@ -325,11 +474,12 @@ class RefVm:
         if irq_type == IRQ_TYPE_PPI:
             if self.device is None:
                 return -errno.ENXIO
-            if self.profile == "final" and not self.initialised:
+            if self.profile in ("final", "7.4") and not self.initialised:
                 # kvm_vm_ioctl_irq_line (mainline 7.2/7.3, "vgic-v2: Force vgic init on
                 # injection outside the run loop"): vgic_lazy_init() runs first, before the
                 # vCPU lookup, the range test and the userspace_ppis gate; a V5 vgic is
                 # never initialised lazily: -EBUSY. (v2/v3: the postings' order, below.)
+                # 7.4 (arm.c @ 19868b67): the same order.
                 return -errno.EBUSY
             vcpu = self._vcpu_by_id(vcpu_id)
             if vcpu is None:
@@ -345,8 +495,58 @@ class RefVm:
                 return -errno.ENXIO
             if not self.initialised:
                 return -errno.EBUSY
+            if self.profile == "7.4":
+                return self._inject_spi(num, level != 0)
             return -errno.EINVAL  # a PPI-only VM has no SPIs
         return -errno.EINVAL
+
+    def _inject_spi(self, spi: int, level: bool) -> int:
+        # kvm_vm_ioctl_irq_line (arm.c @ 19868b67, 7.4): the 16-bit number becomes an SPI
+        # INTID with no range check (the vCPU fields are ignored); kvm_vgic_inject_irq
+        # (vgic.c @ fccdedad): vgic_get_irq gives no IRQ for id >= nr_spis -> EINVAL;
+        # vgic_validate_injection: a LEVEL SPI acts only on a change, an EDGE SPI only on
+        # level 1; then line_level (LEVEL) or pending_latch (EDGE). The V5 SPI op
+        # set_pending_state then pushes irq_is_pending() to the host IRS (not modelled: no
+        # IRS delivery to the guest).
+        if spi >= self._nr_spis:
+            return -errno.EINVAL
+        if self.spi_level_cfg[spi]:
+            if self.spi_line[spi] == level:
+                return 0
+            self.spi_line[spi] = level
+        else:
+            if not level:
+                return 0
+            self.spi_latch[spi] = True
+        return 0
+
+    # -- 7.4 SPI inspection (KVM's vgic_irq state of an SPI)
+    @property
+    def nr_spis(self) -> int:
+        """vgic.nr_spis: 0 until NR_IRQS is set or CTRL_INIT applies the default (7.4)."""
+        return self._nr_spis
+
+    def _spi(self, spi_id) -> int:
+        spi_id = _int(spi_id, "spi_id")
+        if not 0 <= spi_id < self._nr_spis:
+            raise ValueError(f"spi_id {spi_id} outside 0..{self._nr_spis - 1}")
+        return spi_id
+
+    def spi_state(self, spi_id) -> tuple[bool, bool]:
+        """(line_level, pending_latch) of SPI spi_id; before CTRL_INIT (no SPI allocated yet)
+        both are False."""
+        spi_id = self._spi(spi_id)
+        if spi_id >= len(self.spi_line):
+            return (False, False)
+        return (self.spi_line[spi_id], self.spi_latch[spi_id])
+
+    def spi_pending(self, spi_id) -> bool:
+        """irq_is_pending() of SPI spi_id: EDGE -> the latch; LEVEL -> latch or line."""
+        spi_id = self._spi(spi_id)
+        line, latch = self.spi_state(spi_id)
+        if spi_id < len(self.spi_level_cfg) and self.spi_level_cfg[spi_id]:
+            return latch or line
+        return latch
 
     # -- inspection (never raise, sem 2)
     def exposed_ppis(self) -> tuple[int, int]:
@@ -370,6 +570,9 @@ class RefVm:
                 v.exposed = self.impl & ~drop
                 v.hmr = v.exposed & ~EDGE
             return
+        if self.profile == "7.4":
+            self._finalize_74(vcpu)
+            return
         # vgic_v5_finalize_ppi_state (v3 17/36; final): VM-wide, recomputed from vCPU 0's
         # owners (plus SW_PPI) at each first run; final stops once SW_PPI is in the mask
         # (the SW_PPI bit doubles as "finalized").
@@ -377,6 +580,26 @@ class RefVm:
             return
         self.exposed = self.impl & (self.vcpus[0].owned | EDGE)
         self.hmr = self.exposed & ~EDGE
+
+    def _finalize_74(self, vcpu: "RefVcpu") -> None:
+        # vgic_v5_finalize_ppi_state(vcpu) (vgic-v5.c @ 589d6072, 7.4), called at each vCPU's
+        # own first run after kvm_timer_enable and the PMU enable: while SW_PPI is not in the
+        # VM mask, the mask and HMR are (re)built from the RUNNING vCPU's implemented PPIs that
+        # have an owner, plus SW_PPI (HMR: the LEVEL ones). Then, every call: this vCPU's
+        # enabler/activer bitmaps are ANDed with the mask; each of the 64 PPIs outside the mask
+        # loses enabled/active/pending_latch/line_level, each inside it reloads enabled/active
+        # from the masked bitmaps (pending untouched: it is computed at entry).
+        if not self.exposed & EDGE:
+            self.exposed = self.impl & (vcpu.owned | EDGE)
+            self.hmr = self.exposed & ~EDGE
+        mask = self.exposed
+        hidden = ((1 << V5_NR_PRIVATE) - 1) & ~mask
+        vcpu.enabler_img &= mask
+        vcpu.activer_img &= mask
+        vcpu.enabled = vcpu.enabler_img & mask
+        vcpu.active = vcpu.activer_img & mask
+        vcpu.latch &= ~hidden
+        vcpu.line &= ~hidden
 
 
 class RefDevice:
@@ -394,6 +617,9 @@ class RefDevice:
         self._args(group, attr)
         if self.vm.dead:
             _check(-errno.EIO)
+        if self.vm.profile == "7.4":
+            _check(self._has_74(int(group), int(attr)))
+            return
         if group == GRP_CTRL and attr in (CTRL_INIT, USERSPACE_PPIS):
             return
         _check(-errno.ENXIO)
@@ -404,6 +630,9 @@ class RefDevice:
         vm = self.vm
         if vm.dead:
             _check(-errno.EIO)
+        if vm.profile == "7.4":
+            _check(self._get_74(int(group), int(attr), ptr))
+            return
         if group == GRP_CTRL and attr == USERSPACE_PPIS:
             w0, w1 = words(vm.userspace)
             if vm.profile == "final":
@@ -416,17 +645,179 @@ class RefDevice:
 
     def set_attr(self, group, attr, addr=None) -> None:
         self._args(group, attr)
-        _UserPtr(addr)  # validated only: no settable attribute reads it
+        ptr = _UserPtr(addr)  # v2/v3/final: validated only, no settable attribute reads it
         vm = self.vm
         if vm.dead:
             _check(-errno.EIO)
+        if vm.profile == "7.4":
+            _check(self._set_74(int(group), int(attr), ptr))
+            return
         if group == GRP_CTRL and attr == CTRL_INIT:
             _check(self._init())
             return
         _check(-errno.ENXIO)
 
+    # -- 7.4: vgic_v5_has_attr / vgic_v5_get_attr / vgic_v5_set_attr
+    #    (vgic-kvm-device.c @ 2bc87b58)
+    @staticmethod
+    def _not_modelled(group: int):
+        raise NotImplementedError(
+            f"group {group}: the vIRS register file is not modelled yet (IRS_REGS/IST)")
+
+    def _has_74(self, group: int, attr: int) -> int:
+        vm = self.vm
+        if group == GRP_ADDR:
+            return 0 if attr == ADDR_TYPE_IRS else -errno.ENXIO
+        if group == GRP_CPU_SYSREGS:
+            # vgic_v5_has_attr_regs (vgic-irs-v5.c @ 2dfb5d4f) -> vgic_v5_parse_attr (no vCPU
+            # with that MPIDR: EINVAL) -> vgic_v5_has_cpu_sysregs_attr (not in the table:
+            # ENXIO). No lock, no INIT check.
+            if vm._vcpu_by_mpidr(attr >> 32) is None:
+                return -errno.EINVAL
+            return 0 if (attr & 0xFFFF) in SYSREGS_V5 else -errno.ENXIO
+        if group in (GRP_IRS_REGS, GRP_IST):
+            self._not_modelled(group)
+        if group == GRP_NR_IRQS:
+            return 0
+        if group == GRP_CTRL and attr in (CTRL_INIT, USERSPACE_PPIS):
+            return 0
+        return -errno.ENXIO
+
+    def _get_74(self, group: int, attr: int, ptr: _UserPtr) -> int:
+        vm = self.vm
+        if group == GRP_ADDR:
+            return self._addr_74(attr, ptr, write=False)
+        if group == GRP_NR_IRQS:
+            # vgic_get_common_attr (V5 branch): nr_spis as is, a u32
+            return ptr.put(0, vm._nr_spis, 4)
+        if group == GRP_CTRL:
+            if attr == USERSPACE_PPIS:
+                # vgic_v5_get_userspace_ppis: word 0, then a literal 0 for word 1
+                rc = ptr.put(0, vm.userspace & M64, 8)
+                return rc if rc else ptr.put(8, 0, 8)
+            return -errno.ENXIO  # CTRL_INIT reaches the common get, which has no CTRL case
+        if group == GRP_CPU_SYSREGS:
+            return self._sysregs_74(attr, ptr, write=False)
+        if group in (GRP_IRS_REGS, GRP_IST):
+            self._not_modelled(group)
+        return -errno.ENXIO
+
+    def _set_74(self, group: int, attr: int, ptr: _UserPtr) -> int:
+        vm = self.vm
+        if group == GRP_ADDR:
+            return self._addr_74(attr, ptr, write=True)
+        if group == GRP_NR_IRQS:
+            # vgic_set_common_attr (V5 branch): get_user (EFAULT), then the range
+            # 32..1024 step 32 (EINVAL), then under config_lock EBUSY once initialised or once
+            # nr_spis is non-zero (so a bad value after INIT is EINVAL, not EBUSY)
+            rc, value = ptr.get(0, 4)
+            if rc:
+                return rc
+            if value < V5_DEFAULT_NR_SPIS or value > V5_MAX_NR_SPIS or value & 31:
+                return -errno.EINVAL
+            if vm.initialised or vm._nr_spis:
+                return -errno.EBUSY
+            vm._nr_spis = value
+            return 0
+        if group == GRP_CTRL:
+            if attr == CTRL_INIT:
+                return self._init()
+            return -errno.ENXIO  # USERSPACE_PPIS and everything else
+        if group == GRP_CPU_SYSREGS:
+            return self._sysregs_74(attr, ptr, write=True)
+        if group in (GRP_IRS_REGS, GRP_IST):
+            self._not_modelled(group)
+        return -errno.ENXIO
+
+    def _addr_74(self, attr: int, ptr: _UserPtr, write: bool) -> int:
+        # kvm_vgic_addr (7.4) via vgic_{set,get}_common_attr (ENODEV -> ENXIO): a write, or a
+        # read of the V3 REDIST_REGION type, first does get_user of the u64 (EFAULT, whatever
+        # the attr); every type but IRS fails the model check or is unknown: ENODEV -> ENXIO
+        vm = self.vm
+        value = 0
+        if write or attr == ADDR_TYPE_V3_REDIST_REGION:
+            rc, value = ptr.get(0, 8)
+            if rc:
+                return rc
+        if attr != ADDR_TYPE_IRS:
+            return -errno.ENXIO
+        if not write:
+            return ptr.put(0, vm.irs_base, 8)  # put_user last
+        # vgic_check_iorange(base, addr, SZ_64K, KVM_VGIC_V5_IRS_SIZE): EEXIST first (before
+        # the alignment and range checks), misaligned EINVAL, u64 wrap EINVAL, bits above the
+        # IPA mask or a region ending past the IPA size E2BIG
+        if vm.irs_base != VGIC_ADDR_UNDEF:
+            return -errno.EEXIST
+        if value % SZ_64K:
+            return -errno.EINVAL
+        if value + IRS_SIZE > M64:
+            return -errno.EINVAL
+        phys_size = 1 << vm.kvm.ipa_bits
+        if value & ~(phys_size - 1) or value + IRS_SIZE > phys_size:
+            return -errno.E2BIG
+        vm.irs_base = value
+        return 0
+
+    def _sysregs_74(self, attr: int, ptr: _UserPtr, write: bool) -> int:
+        # vgic_v5_attr_regs_access (7.4), CPU_SYSREGS: vgic_v5_parse_attr (EINVAL), then
+        # kvm_trylock_all_vcpus (a vCPU inside run(): EBUSY), not initialised EBUSY
+        # (v5_reg_allowed_pre_init says no to all), a write once any vCPU has run EBUSY; then
+        # vgic_v5_cpu_sysregs_uaccess -> kvm_sys_reg_set_user (get_user EFAULT, then the
+        # lookup ENOENT) / kvm_sys_reg_get_user (lookup ENOENT, then put_user EFAULT).
+        # attr bits 31:16 are never looked at.
+        vm = self.vm
+        vcpu = vm._vcpu_by_mpidr(attr >> 32)
+        if vcpu is None:
+            return -errno.EINVAL
+        if vm._any_running():
+            return -errno.EBUSY
+        if not vm.initialised:
+            return -errno.EBUSY
+        if write and vm._any_has_run():
+            return -errno.EBUSY
+        reg = SYSREGS_V5.get(attr & 0xFFFF)
+        if write:
+            rc, value = ptr.get(0, 8)
+            if rc:
+                return rc
+            if reg is None:
+                return -errno.ENOENT
+            vcpu._sysreg_set(reg, value)
+            return 0
+        if reg is None:
+            return -errno.ENOENT
+        return ptr.put(0, vcpu._sysreg_get(reg), 8)
+
+    def _init_74(self) -> int:
+        vm = self.vm
+        if vm.initialised:
+            return 0  # vgic_init: a second INIT is a no-op
+        # vgic_init (vgic-init.c @ e3db95b1, 7.4): for V5 the default SPI count is applied
+        # BEFORE vgic_v5_init runs, so it stays even when INIT then fails (a later GET NR_IRQS
+        # reads 32, a SET is EBUSY). (The uapi source-check note N7 found no default in the
+        # older vgic-init.c; e3db95b1 has it.)
+        if not vm._nr_spis:
+            vm._nr_spis = V5_DEFAULT_NR_SPIS
+        # vgic_v5_init (vgic-v5.c @ 589d6072): no online vCPU ENODEV, a vCPU with NV EINVAL
+        # (both before anything is allocated, so INIT can be retried), userspace_ppis :=
+        # {SW_PPI} & implemented, then (not modelled) VM id, doorbells, VMTE/VPET and
+        # kvm_vgic_v5_irs_init, which allocates nr_spis SPIs: zeroed (config EDGE, no latch,
+        # no line) and enabled. (The spec says EDGE too.)
+        if not vm.vcpus:
+            return -errno.ENODEV
+        if any(v.el2 for v in vm.vcpus):
+            return -errno.EINVAL
+        vm.userspace = (1 << SW_PPI) & vm.impl
+        vm.spi_line = [False] * vm._nr_spis
+        vm.spi_latch = [False] * vm._nr_spis
+        vm.spi_level_cfg = [False] * vm._nr_spis
+        vm.initialised = True
+        return 0
+
     def _init(self) -> int:
         vm = self.vm
+        if vm.profile == "7.4":
+            return self._init_74()
         if vm.initialised:
             return 0  # idempotent, nothing recomputed
         if any(v.el2 for v in vm.vcpus):
@@ -473,6 +864,7 @@ class RefVcpu:
         self.saved_en = False      # vgic_vmcr.EN, saved at every exit
         self.saved_vpmr = 0        # vgic_vmcr.VPMR, saved at every exit
         self.saved_apr = 0         # vgic_apr, saved at put
+        self.icsr = 0              # 7.4: vgic_icsr (only the CPU_SYSREGS UAPI touches it)
         # -- the hardware virtual CPU interface (ICH_PPI_* / ICC_*), live while loaded;
         # VMCR/APR are restored from the cpu_if at load, i.e. they carry over unchanged
         self.hw_dvir = 0
@@ -494,6 +886,71 @@ class RefVcpu:
         self.owned = 0       # irq->owner set
         self.hw = 0          # irq->hw (mapped to a physical interrupt)
         self.prio_shadow = [0] * 128  # irq->priority
+
+    # -- 7.4 CPU_SYSREGS accessors (vgic-sys-reg-v5.c @ b3c70329). They act on the cpu_if
+    #    images and the per-IRQ state the guest side uses; writes happen only before any
+    #    vCPU ran (so no vCPU is loaded: VMCR/APR go to both the saved and the live copy).
+    def _sysreg_set(self, reg: tuple[str, int], value: int) -> None:
+        kind, n = reg
+        if kind == "icsr":
+            self.icsr = value & ~ICC_ICSR_RES0  # set_gic_icsr
+        elif kind in ("enabler", "activer", "pendr") and n == 1:
+            pass  # 64 PPIs: the upper register is ignored on SET
+        elif kind == "enabler":
+            # set_gic_ppi_enabler: the RAW value into vgic_ppi_enabler and each PPI's enabled
+            # (no exposed-mask here: that is applied at the vCPU's first run)
+            self.enabler_img = (self.enabler_img & ~M64) | value
+            self.enabled = (self.enabled & ~M64) | value
+        elif kind == "activer":
+            # set_gic_ppi_activer: the same for vgic_ppi_activer and active
+            self.activer_img = (self.activer_img & ~M64) | value
+            self.active = (self.active & ~M64) | value
+        elif kind == "pendr":
+            # set_gic_ppi_pendr: LEVEL PPIs take the bit as line_level, the EDGE one (SW_PPI)
+            # as pending_latch, both ways; nothing else is stored
+            level = M64 & ~EDGE
+            self.line = (self.line & ~level) | (value & level)
+            self.latch = (self.latch & ~EDGE) | (value & EDGE)
+        elif kind == "priorityr":
+            # set_gic_ppi_priorityr: index > 7 ignored; 0x1f per byte; the 8 PPIs' shadow
+            # priority and the stored ICH_PPI_PRIORITYRn image
+            if n > 7:
+                return
+            value &= PRIORITYR_MASK
+            for k in range(8):
+                field = (value >> (8 * k)) & 0xFF
+                self.prio_shadow[8 * n + k] = field
+                self.priorityr[8 * n + k] = field
+        elif kind == "apr":
+            self.saved_apr = self.apr = value & ~ICC_APR_RES0  # set_gic_apr
+        elif kind == "cr0":
+            self.saved_en = self.en = bool(value & ICC_CR0_EN)  # set_gic_cr0: EN only
+        elif kind == "pcr":
+            self.saved_vpmr = self.vpmr = value & 0x1F  # set_gic_pcr: PRIORITY -> VPMR
+
+    def _sysreg_get(self, reg: tuple[str, int]) -> int:
+        kind, n = reg
+        if kind == "icsr":
+            return self.icsr  # get_gic_icsr
+        if kind in ("enabler", "activer", "pendr") and n == 1:
+            return 0
+        if kind == "enabler":
+            return self.enabled & M64  # get_gic_ppi_enabler: from each PPI's enabled
+        if kind == "activer":
+            return self.active & M64  # get_gic_ppi_activer: from each PPI's active
+        if kind == "pendr":
+            return self._irq_is_pending() & M64  # get_gic_ppi_pendr: irq_is_pending()
+        if kind == "priorityr":
+            if n > 7:
+                return 0
+            # get_gic_ppi_priorityr: the stored image (what the last exit saved, or a SET)
+            return sum((self.priorityr[8 * n + k] & 0xFF) << (8 * k) for k in range(8))
+        if kind == "apr":
+            return self.saved_apr  # get_gic_apr
+        if kind == "cr0":
+            # get_gic_cr0: EN from VMCR, LINK = LINK_IDLE = 1, PID/IPPT 0
+            return (ICC_CR0_EN if self.saved_en else 0) | ICC_CR0_LINK | ICC_CR0_LINK_IDLE
+        return self.saved_vpmr & 0x1F  # get_gic_pcr: VPMR
 
     # -- derived state
     def _exposed_set(self) -> int:
@@ -587,8 +1044,9 @@ class RefVcpu:
 
     def _effective_priority_mask(self) -> int:
         # vgic_v5_get_effective_priority_mask: min(ctz32(APR) or 32, VPMR + 1);
-        # final: 0 when ICH_VMCR_EL2.EN is clear (v2/v3 never read EN)
-        if self.vm.profile == "final" and not self.saved_en:
+        # final and 7.4 (unchanged at 589d6072): 0 when ICH_VMCR_EL2.EN is clear (v2/v3
+        # never read EN)
+        if self.vm.profile in ("final", "7.4") and not self.saved_en:
             return 0
         return min(lowest_bit(self.saved_apr & M32, 32), self.saved_vpmr + 1)
 
@@ -799,6 +1257,12 @@ class RefVcpu:
             if not vm.initialised:
                 vm.dead = True
                 return -errno.EBUSY
+            if vm.profile == "7.4" and vm.irs_base == VGIC_ADDR_UNDEF:
+                # kvm_vgic_map_resources (vgic-init.c @ e3db95b1, 7.4): after
+                # vgic_v5_map_resources (EBUSY above), an undefined IRS base is ENXIO; every
+                # error here marks the VM dead (later ioctls EIO)
+                vm.dead = True
+                return -errno.ENXIO
             if vm.timer_ppis[0] != TIMER_V5[0] or vm.timer_ppis[1] != TIMER_V5[1]:
                 return -errno.EINVAL
             vm.timers_frozen = True
@@ -984,6 +1448,21 @@ class RefCpuIf:
                 v.enabled = (v.enabled & ~exposed) | (word & exposed)
 
         v._trap(handler)
+
+    # ICC_IAFFIDR_EL1: always trapped (ICH_HFGRTR_EL2 bit cleared by __compute_ich_hfgrtr in
+    # the v2/v3 postings and in mainline); access_gicv5_iaffid (sys_regs.c, all profiles)
+    # returns the vcpu_id in IAFFID (bits 15:0). Without a GICv5 device the guest read UNDEFs
+    # (mainline: kvm_has_gicv5 check). A trap is an exit, the handler, an entry.
+    def read_iaffidr(self) -> int:
+        v = self._usable()
+        v._trap(lambda: None)
+        return v.vcpu_id & 0xFFFF
+
+    # ICC_ICSR_EL1 read: not trapped; the hardware register, which the hyp restores from
+    # vgic_icsr at every entry and saves at every exit (hyp/vgic-v5-sr.c, 7.4 branch). Nothing
+    # the guest does here changes it (no GIC CDRCFG is modelled), so it is vgic_icsr.
+    def read_icsr(self) -> int:
+        return self._usable().icsr
 
     def read_ppi_enabler(self, n) -> int:
         _reg_n(n)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import gic5
 from gic5 import uapi
+from vmsetup import set_irs_base
 
 PROFILES = gic5.PROFILES
 
@@ -25,6 +26,7 @@ def build(profile, n_vcpus=6, init=True, device=True, pmu_vcpu0=True, run_first=
     vcpus = [vm.create_vcpu(i * 37 % 300, pmu=(i == 0 and pmu_vcpu0)) for i in range(n_vcpus)]
     if device:
         dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+        set_irs_base(dev)
         if init:
             dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
             if pmu_vcpu0:

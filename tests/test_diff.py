@@ -26,7 +26,10 @@ import pytest
 import gic5
 from gic5 import diff, uapi
 
+# The PPI-only profiles the older tests pin value by value; ALL_PROFILES adds 7.4, whose
+# columns the 7.4 tests below pin.
 PROFILES = ["v2", "v3", "final"]
+ALL_PROFILES = list(gic5.PROFILES)
 SW_INTID = 0x20000003
 ALL = 2**64 - 1
 UPP = "dev.get_attr(CTRL, USERSPACE_PPIS, buf[16])"
@@ -91,13 +94,13 @@ def check_step_shape(step):
 def test_json_shape_exact_for_all_builtins(run_json):
     doc = run_json()
     assert set(doc) == {"profiles", "scenarios"}
-    assert doc["profiles"] == PROFILES
+    assert doc["profiles"] == ALL_PROFILES
     assert list(doc["scenarios"]) == list(diff.BUILTINS)
     for required in ("userspace_ppis", "selftest_round_trip", "irq_line_gate", "exposure",
                      "wake_compare", "edge_latch", "ppi_count", "trapped_regs"):
         assert required in doc["scenarios"]
     for name, columns in doc["scenarios"].items():
-        assert list(columns) == PROFILES, name
+        assert list(columns) == ALL_PROFILES, name
         for profile, steps in columns.items():
             assert isinstance(steps, list) and steps, (name, profile)
             for step in steps:
@@ -108,15 +111,17 @@ def test_json_shape_exact_for_all_builtins(run_json):
 def test_builtins_take_the_same_path_under_every_profile(run_json, name):
     # The same calls in the same order, so the table lines up row by row.
     doc = run_json(name)
-    calls = {p: [s["call"] for s in doc["scenarios"][name][p]] for p in PROFILES}
+    calls = {p: [s["call"] for s in doc["scenarios"][name][p]] for p in ALL_PROFILES}
     assert calls["v2"] == calls["v3"] == calls["final"]
+    # 7.4 takes the same calls, but a column stops where KVM_RUN fails (no IRS base)
+    assert calls["7.4"] == calls["final"][:len(calls["7.4"])]
 
 
 @pytest.mark.parametrize("name", list(diff.BUILTINS))
 def test_every_builtin_shows_a_difference(run_json, name):
     doc = run_json(name)
     cols = doc["scenarios"][name]
-    assert any(not (cols["v2"][i] == cols["v3"][i] == cols["final"][i])
+    assert any(len({repr(cols[p][i]) if i < len(cols[p]) else None for p in ALL_PROFILES}) > 1
                for i in range(len(cols["v2"])))
 
 
@@ -277,7 +282,8 @@ def test_no_arguments_shows_the_v2_bug_side_by_side(run):
     rows = [line for line in out.splitlines() if UPP in line]
     # after INIT: v2's {0x0, 0x0} next to v3's and final's {0x8, 0x0}, marked as differing
     assert any(line.startswith("*") and line.split(UPP)[1].split() ==
-               ["{0x0,", "0x0}", "{0x8,", "0x0}", "{0x8,", "0x0}"] for line in rows), rows
+               ["{0x0,", "0x0}", "{0x8,", "0x0}", "{0x8,", "0x0}", "{0x8,", "0x0}"]
+               for line in rows), rows
     assert "userspace_ppis: 1 of 6 steps differ between the profiles (step 6)" in out
     for name in diff.BUILTINS:
         assert f"== {name} ==" in out
@@ -419,11 +425,11 @@ def test_python_dash_m_subprocess(tmp_path):
     proc = python_m("--json", "userspace_ppis", path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert set(doc) == {"profiles", "scenarios"} and doc["profiles"] == PROFILES
-    assert {p: doc["scenarios"]["userspace_ppis"][p][-1]["value"] for p in PROFILES} == \
-        {"v2": [0, 0], "v3": [8, 0], "final": [8, 0]}
-    assert {p: doc["scenarios"][path][p][-1]["value"] for p in PROFILES} == \
-        {"v2": [3, 0], "v3": [8, 0], "final": [8, 0]}
+    assert set(doc) == {"profiles", "scenarios"} and doc["profiles"] == ALL_PROFILES
+    assert {p: doc["scenarios"]["userspace_ppis"][p][-1]["value"] for p in ALL_PROFILES} == \
+        {"v2": [0, 0], "v3": [8, 0], "final": [8, 0], "7.4": [8, 0]}
+    assert {p: doc["scenarios"][path][p][-1]["value"] for p in ALL_PROFILES} == \
+        {"v2": [3, 0], "v3": [8, 0], "final": [8, 0], "7.4": [8, 0]}
 
     text = python_m(cwd=tmp_path)
     assert text.returncode == 0, text.stderr
@@ -564,9 +570,9 @@ def test_against_kvm_column(run_json, kvm_backend):
     backend = _StandInKvmBackend()
     kvm_backend.append(backend)
     doc = run_json("--against", "kvm", "userspace_ppis", "exposure")
-    assert doc["profiles"] == PROFILES            # "kvm" is a column, not a profile
+    assert doc["profiles"] == ALL_PROFILES        # "kvm" is a column, not a profile
     for name in ("userspace_ppis", "exposure"):
-        assert list(doc["scenarios"][name]) == PROFILES + ["kvm"]
+        assert list(doc["scenarios"][name]) == ALL_PROFILES + ["kvm"]
         for step in doc["scenarios"][name]["kvm"]:
             check_step_shape(step)
     # all ioctls: the kvm column is the stand-in's (final's) answers
@@ -619,7 +625,7 @@ def test_against_kvm_text_marks_kvm_differences(run, kvm_backend):
     rc, out, _ = run("--against", "kvm", "exposure")
     assert rc == 0
     header = next(line for line in out.splitlines() if " call " in line)
-    assert header.split()[-4:] == ["v2", "v3", "final", "kvm"]
+    assert header.split()[-5:] == ["v2", "v3", "final", "7.4", "kvm"]
     run_row = next(line for line in out.splitlines() if "vcpu0.run()" in line)
     assert run_row.startswith("k") and run_row.rstrip().endswith("ENOSYS (unsupported)")
     assert "kvm differs from final at" in out
@@ -659,3 +665,40 @@ def test_against_the_real_kvm_backend(run):
             check_step_shape(step)
     if not os.path.exists("/dev/kvm"):
         pytest.fail("gic5.Kvm(backend='kvm') opened without /dev/kvm")
+
+
+# --- the 7.4 column ----------------------------------------------------------------------------
+
+def test_74_scenarios_pin_the_kernel_values(run_json):
+    """The scenarios of what 7.4 changed (kvm-arm64/gicv5-7.4): vgic_v5_finalize_ppi_state(vcpu)
+    exposes the first-running vCPU's timers (final: SW_PPI only); vgic_v5_init refuses INIT
+    without vCPUs (ENODEV); kvm_vgic_addr / vgic_check_iorange and kvm_vgic_map_resources
+    for the IRS base."""
+    doc = run_json("vcpu1_first_timers", "init_without_vcpus", "irs_address")
+    exposed = "vm.exposed_ppis()"
+    assert per_profile(doc, "vcpu1_first_timers", exposed, profiles=ALL_PROFILES) == {
+        "v2": (0, [0x5C800000, 0]), "v3": (0, [0x8, 0]), "final": (0, [0x8, 0]),
+        "7.4": (0, [0x48000008, 0])}
+    assert per_profile(doc, "vcpu1_first_timers", "cpu0.cdia()", profiles=ALL_PROFILES) == {
+        "v2": (0, 0x2000001B), "v3": (0, 0x2000001B), "final": (0, None),
+        "7.4": (0, 0x2000001B)}
+    init = "dev.set_attr(CTRL, CTRL_INIT)"
+    assert per_profile(doc, "init_without_vcpus", init, profiles=ALL_PROFILES) == {
+        "v2": (0, None), "v3": (0, None), "final": (0, None), "7.4": (-errno.ENODEV, None)}
+    assert per_profile(doc, "init_without_vcpus", "vm.create_vcpu(0)",
+                       profiles=ALL_PROFILES) == {
+        "v2": (-errno.EBUSY, None), "v3": (-errno.EBUSY, None), "final": (-errno.EBUSY, None),
+        "7.4": (0, None)}
+    sets = [outcome(st) for st in doc["scenarios"]["irs_address"]["7.4"]
+            if st["call"].startswith("dev.set_attr(ADDR")]
+    assert sets == [(-errno.EINVAL, None), (-errno.E2BIG, None), (0, None),
+                    (-errno.EEXIST, None)]
+    gets = [outcome(st) for st in doc["scenarios"]["irs_address"]["7.4"]
+            if st["call"].startswith("dev.get_attr(ADDR")]
+    assert gets == [(0, [uapi.VGIC_ADDR_UNDEF]), (0, [0])]
+    for p in PROFILES:
+        assert {outcome(st) for st in doc["scenarios"]["irs_address"][p]
+                if "(ADDR" in st["call"]} == {(-errno.ENXIO, None)}
+    last = doc["scenarios"]["irs_address"]["7.4"][-1]
+    assert last["call"] == "vm2.vcpu0.run()" and last["result"] == -errno.ENXIO
+    assert doc["scenarios"]["irs_address"]["final"][-1]["result"] == 0

@@ -187,6 +187,9 @@ class World:
             outcome(lambda: self.ref_vm.create_device(16))
         assert lo == ro
         self.dev = (ld, rd)
+        if self.profile == "7.4":  # the IRS base a 7.4 VMM sets before any vCPU runs
+            base = (0x8000000).to_bytes(8, sys.byteorder)
+            self.setup("dev.set_attr(0, 6)", lambda d: d.set_attr(0, 6, base), on="dev")
 
     def enter(self, index):
         lib_v, ref_v = self.vcpus[index]
@@ -392,7 +395,7 @@ def word_world(profile, config):
         dev = vm.create_device(16)
         if config == "inited":
             dev.set_attr(4, 0)
-    nr = 64 if profile == "final" else 128
+    nr = 64 if profile in ("final", "7.4") else 128
     exists = np.zeros(4096, dtype=bool)
     exists[list(VCPU_IDS_SWEPT)] = True
     gate = np.zeros(0x10000, dtype=bool)
@@ -417,8 +420,10 @@ def word_world(profile, config):
             if config == "device":
                 rc[t == 1] = -errno.EBUSY
             rc[(t == 2) & ex & (num < nr) & gate[num]] = ok_inject
-            if config == "device" and profile == "final":
+            if config == "device" and profile in ("final", "7.4"):
                 rc[t == 2] = -errno.EBUSY  # mainline 7.2: vgic_lazy_init before the checks
+            if config == "inited" and profile == "7.4":
+                rc[(t == 1) & (num < 32)] = 0  # 7.4: the 32 default SPIs, any vCPU field
         return rc
     return vm, oracle
 
@@ -727,9 +732,9 @@ def test_host_and_kvm(pmu, impl, profile, host_kind):
         return
     vm = gic5.Kvm(host=arg, profile=profile).create_vm()
     used = host.impl_ppis if host_kind == "host" else (0x5C800008, 0)  # None: Host()
-    # The VM's implemented set is the host's cut to the profile's PPI count (64 on final).
+    # The VM's implemented set is the host's cut to the profile's PPI count (64 on final and 7.4).
     assert vm.profile == profile
-    assert vm.impl_ppis == (used[0], 0 if profile == "final" else used[1])
+    assert vm.impl_ppis == (used[0], 0 if profile in ("final", "7.4") else used[1])
 
 
 @FUZZ

@@ -22,6 +22,7 @@ import pytest
 import gic5
 import gic5core
 from gic5 import uapi
+from vmsetup import set_irs_base
 
 V5 = uapi.KVM_DEV_TYPE_ARM_VGIC_V5
 SW = uapi.GICV5_ARCH_PPI_SW_PPI
@@ -29,8 +30,9 @@ SW_INTID = uapi.ppi_intid(SW)
 
 
 def init(vm):
-    vm.create_device(V5).set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL,
-                                  uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    dev = vm.create_device(V5)
+    set_irs_base(dev)
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
 
 
 @pytest.mark.parametrize("profile", gic5.PROFILES)

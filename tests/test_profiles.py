@@ -1,4 +1,4 @@
-"""The revision profiles v2 / v3 / final, side by side.
+"""The revision profiles v2 / v3 / final / 7.4, side by side.
 
 Covers issue 5 ("Must be shown by tests") and spec tables 5.1, 7.1, 7.6, 9.2 with
 docs/semantics.md sections 6, 9 to 12: USERSPACE_PPIS (the v2 bit-index-as-bitmap bug), the
@@ -24,7 +24,7 @@ ALL = 2**64 - 1
 
 
 def test_profiles_tuple():
-    assert gic5.PROFILES == ("v2", "v3", "final")
+    assert gic5.PROFILES == ("v2", "v3", "final", "7.4")
 
 
 def test_default_profile_is_final(mem, outcome):
@@ -53,13 +53,13 @@ def test_non_str_profile_type_error(bad):
 # --- USERSPACE_PPIS (table 5.1) -----------------------------------------------------------------
 
 @pytest.mark.parametrize("host, want", [
-    (None,                                   {"v2": (0, 0),   "v3": (0x8, 0), "final": (0x8, 0)}),
-    (gic5.Host(pmu=False),                   {"v2": (0, 0),   "v3": (0x8, 0), "final": (0x8, 0)}),
+    (None,                                   {"v2": (0, 0),   "v3": (0x8, 0), "final": (0x8, 0), "7.4": (0x8, 0)}),
+    (gic5.Host(pmu=False),                   {"v2": (0, 0),   "v3": (0x8, 0), "final": (0x8, 0), "7.4": (0x8, 0)}),
     # a probe that reports PPIs 0 and 1 (Q7): v2 tells userspace the doorbells are drivable
-    (gic5.Host(impl_ppis=(0x5C80000B, 0)),   {"v2": (0x3, 0), "v3": (0x8, 0), "final": (0x8, 0)}),
-    (gic5.Host(impl_ppis=(0x1, 0)),          {"v2": (0x1, 0), "v3": (0, 0),   "final": (0, 0)}),
-    (gic5.Host(impl_ppis=(ALL, ALL)),        {"v2": (0x3, 0), "v3": (0x8, 0), "final": (0x8, 0)}),
-    (gic5.Host(impl_ppis=(0x5C800000, 0)),   {"v2": (0, 0),   "v3": (0, 0),   "final": (0, 0)}),
+    (gic5.Host(impl_ppis=(0x5C80000B, 0)),   {"v2": (0x3, 0), "v3": (0x8, 0), "final": (0x8, 0), "7.4": (0x8, 0)}),
+    (gic5.Host(impl_ppis=(0x1, 0)),          {"v2": (0x1, 0), "v3": (0, 0),   "final": (0, 0), "7.4": (0, 0)}),
+    (gic5.Host(impl_ppis=(ALL, ALL)),        {"v2": (0x3, 0), "v3": (0x8, 0), "final": (0x8, 0), "7.4": (0x8, 0)}),
+    (gic5.Host(impl_ppis=(0x5C800000, 0)),   {"v2": (0, 0),   "v3": (0, 0),   "final": (0, 0), "7.4": (0, 0)}),
 ])
 def test_userspace_ppis_per_profile(make_vm, mem, profile, host, want):
     s = make_vm(profile, 1, host=host, init=False)
@@ -78,6 +78,8 @@ GATE = {
     "v3":    {0: errno.EINVAL,  3: 0, 63: errno.EINVAL,  64: errno.EINVAL,  127: errno.EINVAL,
               128: errno.EINVAL},
     "final": {0: errno.EINVAL,  3: 0, 63: errno.EINVAL,  64: errno.EINVAL,  127: errno.EINVAL,
+              128: errno.EINVAL},
+    "7.4":   {0: errno.EINVAL,  3: 0, 63: errno.EINVAL,  64: errno.EINVAL,  127: errno.EINVAL,
               128: errno.EINVAL},
 }
 
@@ -127,17 +129,17 @@ def readback(vcpu):
 
 @pytest.mark.parametrize("host, pmu, want", [
     (None, [],
-     {"v2": (0x5C800000, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0)}),
+     {"v2": (0x5C800000, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0), "7.4": (0x48000008, 0)}),
     (None, [0],
-     {"v2": (0x5C800000, 0), "v3": (0x48800008, 0), "final": (0x48800008, 0)}),
+     {"v2": (0x5C800000, 0), "v3": (0x48800008, 0), "final": (0x48800008, 0), "7.4": (0x48800008, 0)}),
     (gic5.Host(pmu=False), [],
-     {"v2": (0x5C000000, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0)}),
+     {"v2": (0x5C000000, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0), "7.4": (0x48000008, 0)}),
     (gic5.Host(impl_ppis=(ALL, ALL)), [],
-     {"v2": (ALL & ~0x8, ALL), "v3": (0x48000008, 0), "final": (0x48000008, 0)}),
+     {"v2": (ALL & ~0x8, ALL), "v3": (0x48000008, 0), "final": (0x48000008, 0), "7.4": (0x48000008, 0)}),
     (gic5.Host(impl_ppis=(0x8, 0)), [],
-     {"v2": (0, 0), "v3": (0x8, 0), "final": (0x8, 0)}),
+     {"v2": (0, 0), "v3": (0x8, 0), "final": (0x8, 0), "7.4": (0x8, 0)}),
     (gic5.Host(impl_ppis=(0x5C80000B, 0)), [],
-     {"v2": (0x5C800003, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0)}),
+     {"v2": (0x5C800003, 0), "v3": (0x48000008, 0), "final": (0x48000008, 0), "7.4": (0x48000008, 0)}),
 ])
 def test_exposure_per_profile(make_vm, profile, host, pmu, want):
     # v2: every implemented PPI but the unowned SW_PPI (the inverted test);
@@ -151,7 +153,8 @@ def test_exposure_per_profile(make_vm, profile, host, pmu, want):
 
 
 def test_exposure_order_of_first_runs(make_vm, profile):
-    # Running vCPU 1 first: final decides once (only SW_PPI, the Q5 hazard); v3 recomputes at
+    # Running vCPU 1 first: final decides once (only SW_PPI, the Q5 hazard); 7.4 decides once
+    # from the running vCPU's owners (vgic_v5_finalize_ppi_state(vcpu)); v3 recomputes at
     # each vCPU's first run; v2 (21/36) computes every vCPU's own set at any vCPU's first run
     # (kvm_for_each_vcpu) and reports vCPU 0's.
     s = make_vm(profile, 2)
@@ -165,6 +168,8 @@ def test_exposure_order_of_first_runs(make_vm, profile):
         "v2":    ((0x5C800000, 0), (0x5C800000, 0), (0x5C800000, 0), (0x5C800000, 0)),
         "v3":    ((0x8, 0),        (0x8, 0),    (0x48000008, 0), (0x48000008, 0)),
         "final": ((0x8, 0),        (0x8, 0),    (0x8, 0),        (0x8, 0)),
+        # 7.4 (589d6072f25d): once, from the vCPU that runs first (vCPU 1: its own timers)
+        "7.4":   ((0x48000008, 0), (0x48000008, 0), (0x48000008, 0), (0x48000008, 0)),
     }
     assert (first, after_v1, after_v0, again) == want[profile]
 
@@ -188,7 +193,7 @@ def wake_setup(s, sw_word, cpu, ppi, prio, pcr, cr0=True):
 
 # A PPI the vGIC check can see on each profile: SW_PPI is not exposed on v2, so v2 uses the
 # level PPI 26 that its userspace may drive. (v2/v3 also wake on a timer that should fire.)
-VGIC_PPI = {"v2": 26, "v3": SW, "final": SW}
+VGIC_PPI = {"v2": 26, "v3": SW, "final": SW, "7.4": SW}
 
 
 # v2/v3 vgic_v5_has_pending_ppi compare "<=" against VPMR + 1; the vtimer also wakes them
@@ -201,7 +206,7 @@ def test_priority_vpmr_plus_one_wakes_v2_v3_not_final(make_vm, sw_word, profile_
     s = make_vm(profile, 1)
     with s.vcpu.run() as cpu:
         wake_setup(s, sw_word, cpu, ppi, vpmr + 1, vpmr)
-        assert cpu.wfi() is {"v2": True, "v3": True, "final": False}[profile]
+        assert cpu.wfi() is {"v2": True, "v3": True, "final": False, "7.4": False}[profile]
         # The guest cannot take it on any profile: v2/v3 wake the vCPU for nothing.
         assert cpu.cdia() is None
 
@@ -230,9 +235,9 @@ def test_cr0_disabled_wakes_only_without_the_en_check(make_vm, sw_word, profile)
     s = make_vm(profile, 1)
     with s.vcpu.run() as cpu:
         wake_setup(s, sw_word, cpu, VGIC_PPI[profile], 0, 31, cr0=False)
-        assert cpu.wfi() is {"v2": True, "v3": True, "final": False}[profile]
+        assert cpu.wfi() is {"v2": True, "v3": True, "final": False, "7.4": False}[profile]
         assert cpu.cdia() is None
-    assert s.vcpu.has_pending_irq() is {"v2": True, "v3": True, "final": False}[profile]
+    assert s.vcpu.has_pending_irq() is {"v2": True, "v3": True, "final": False, "7.4": False}[profile]
 
 
 def test_priority_equal_to_the_running_priority(make_vm, profile):
@@ -249,7 +254,7 @@ def test_priority_equal_to_the_running_priority(make_vm, profile):
         s.vcpu.timer_line("ptimer", 1)
         assert cpu.cdia() == 0x2000001E
         s.vcpu.timer_line("vtimer", 1)
-        assert cpu.wfi() is {"v2": True, "v3": True, "final": False}[profile]
+        assert cpu.wfi() is {"v2": True, "v3": True, "final": False, "7.4": False}[profile]
         assert cpu.cdia() is None
 
 
@@ -288,9 +293,9 @@ def test_edge_raised_while_running_without_an_ack_survives(make_vm, sw_word, gue
 # --- trapped guest registers (table 9.2) ------------------------------------------------------
 
 @pytest.mark.parametrize("ppi, want", [
-    (SW, {"v2": 0, "v3": 0x8, "final": 0x8}),
-    (26, {"v2": 0, "v3": 0, "final": 0}),                      # Level: pending is read-only
-    (22, {"v2": 0, "v3": 0, "final": 0}),                      # not implemented
+    (SW, {"v2": 0, "v3": 0x8, "final": 0x8, "7.4": 0x8}),
+    (26, {"v2": 0, "v3": 0, "final": 0, "7.4": 0}),                      # Level: pending is read-only
+    (22, {"v2": 0, "v3": 0, "final": 0, "7.4": 0}),                      # not implemented
 ])
 def test_set_pending_write(make_vm, profile, ppi, want):
     """v2 22/36 access_gicv5_ppi_pendr writes the entry image, which the next flush rebuilds
@@ -306,17 +311,17 @@ def test_set_active_write(make_vm, profile):
     s = make_vm(profile, 1)
     with s.vcpu.run() as cpu:
         cpu.write_ppi_sactiver(0, 1 << SW | 1 << 26)
-        want = {"v2": 1 << 26, "v3": 1 << SW | 1 << 26, "final": 1 << SW | 1 << 26}
+        want = {"v2": 1 << 26, "v3": 1 << SW | 1 << 26, "final": 1 << SW | 1 << 26, "7.4": 1 << SW | 1 << 26}
         assert cpu.read_ppi_sactiver(0) == want[profile]
         cpu.write_ppi_cactiver(0, ALL)
         assert cpu.read_ppi_sactiver(0) == 0
 
 
 @pytest.mark.parametrize("ppi, want", [
-    (SW, {"v2": 0, "v3": 7, "final": 7}),
-    (VT, {"v2": 7, "v3": 7, "final": 7}),
-    (26, {"v2": 7, "v3": 7, "final": 7}),
-    (5, {"v2": 0, "v3": 0, "final": 0}),
+    (SW, {"v2": 0, "v3": 7, "final": 7, "7.4": 7}),
+    (VT, {"v2": 7, "v3": 7, "final": 7, "7.4": 7}),
+    (26, {"v2": 7, "v3": 7, "final": 7, "7.4": 7}),
+    (5, {"v2": 0, "v3": 0, "final": 0, "7.4": 0}),
 ])
 def test_priority_write(make_vm, profile, ppi, want):
     s = make_vm(profile, 1)
@@ -336,5 +341,5 @@ def test_upper_bank(make_vm, profile):
         got = (cpu.read_ppi_enabler(1), cpu.read_ppi_priority(64), cpu.read_ppi_spendr(1))
     # The SPENDR write changes nothing: PPI 65 is Level (read-only pending on v3) and v2's
     # handler writes an entry image the flush rebuilds.
-    want = {"v2": (ALL, 9, 0), "v3": (0, 9, 0), "final": (0, 0, 0)}
+    want = {"v2": (ALL, 9, 0), "v3": (0, 9, 0), "final": (0, 0, 0), "7.4": (0, 0, 0)}
     assert got == want[profile]

@@ -35,6 +35,8 @@ def inited_vm(profile, *, vcpus=(0,), pmu=False, **host):
     vm = ref.RefKvm(profile, **host).create_vm()
     cpus = [vm.create_vcpu(i, pmu=pmu) for i in vcpus]
     dev = vm.create_device(16)
+    if profile == "7.4":
+        dev.set_attr(0, 6, (0x8000000).to_bytes(8, sys.byteorder))  # the IRS base
     dev.set_attr(4, 0)
     return vm, dev, cpus
 

@@ -14,6 +14,7 @@ import pytest
 
 import gic5
 from gic5 import uapi
+from vmsetup import set_irs_base
 
 TIMER = uapi.KVM_ARM_VCPU_TIMER_CTRL
 VTIMER = uapi.KVM_ARM_VCPU_TIMER_IRQ_VTIMER
@@ -86,6 +87,7 @@ def test_non_architected_timer_ppi_fails_the_first_run(kvm, fails, mem, run_once
     vm = kvm.create_vm()
     vcpu = vm.create_vcpu(0)
     dev = vm.create_device(V5)
+    set_irs_base(dev)
     dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
     mem.vcpu_set(vcpu, TIMER, attr, value)
     with fails(errno.EINVAL):

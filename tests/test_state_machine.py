@@ -35,12 +35,13 @@ import os
 import pathlib
 import sys
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
 
 import gic5
+from gic5 import uapi
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -69,6 +70,7 @@ SETTINGS = settings(settings.get_profile(HYPOTHESIS_PROFILE), max_examples=_exam
 U64 = 2**64 - 1
 U32 = 2**32 - 1
 PPI_INTID = 0x20000000  # GICV5_HWIRQ_TYPE_PPI << 29
+IRS_PROFILES = ("7.4",)  # profiles whose V5 device has the IRS-era UAPI
 
 # --- argument pools (duplicates weight the draw) -------------------------------------------
 PREBUILDS = ["bare", "vcpus", "ran_nodev", "device", "device_first", "el2", "inited",
@@ -107,6 +109,21 @@ PPIS = [3, 3, 3, 0, 1, 23, 26, 27, 28, 30, 31, 63, 64, 100, 127]
 PRIOS = [0, 0, 1, 5, 6, 6, 20, 31, 32, 0xE5, 255]
 INTIDS = [0x20000003, 0x20000003, 0x2000001B, 0x2000001E, 0x20000017, 0x2000001C,
           0x20000040, 0x2000007F, 0x2100001B, 0x60000003, 3, 0, U32]
+
+# 7.4: the IRS host inputs (max_vpes, lpi_domain, ipa_bits, gcie_legacy), the IRS base
+# addresses, NR_IRQS values, CPU_SYSREGS registers (the 26 of the kernel's table and some it
+# does not hold) and SPI numbers. The PPI-only profiles answer all of them too (ENXIO/EINVAL).
+IRS_HOSTS = [(512, True, 40, False)] * 4 + [(4, True, 40, False), (2, True, 40, True),
+                                            (512, False, 40, False), (512, True, 32, False)]
+IRS_ADDRS = [0x8000000, 0x8000000, 0, 0x8001000, 1 << 40, (1 << 40) - 0x10000,
+             (1 << 40) - 0x20000, U64 & ~0xFFFF, 1 << 32, 0xFFFF0000]
+NR_IRQS_VALUES = [32, 64, 1024, 31, 33, 1056, 0, 96]
+SYSREGS = list(uapi.CPU_SYSREGS_74.values()) + [
+    uapi.SYS_ICC_CTLR_EL1, uapi.SYS_ICC_IAFFIDR_EL1, uapi.SYS_ICC_HAPR_EL1,
+    uapi.SYS_ICC_PPI_CPENDR0_EL1, 0]
+SYSREG_VALUES = [0, U64, 1 << 3, 1 << 3 | 1 << 27, 0x48000008, 0x1F, 5, 1, 0x0500000000000000,
+                 0x101, 0xFFFF_FFFF_0000_0101, 0x21]
+SPI_NUMS = [0, 0, 5, 31, 31, 32, 63, 1023, 1024, 0xFFFF]
 
 irq_numbers = st.sampled_from(IRQ_NUMS) | st.integers(0, 130)
 masks = st.sampled_from(MASKS) | st.integers(0, U64)
@@ -164,19 +181,26 @@ class Gic5Machine(RuleBasedStateMachine):
                 nvcpus=st.integers(1, 3),
                 pmu0=st.sampled_from([None, None, "feature", "init", "irq_init"]),
                 pmu_rest=st.sampled_from([False, False, True]),
-                guest=st.sampled_from(["plain", "plain", "priorities", "masked"]))
-    def make_vm(self, host, prebuild, nvcpus, pmu0, pmu_rest, guest):
+                guest=st.sampled_from(["plain", "plain", "priorities", "masked"]),
+                irs_host=st.sampled_from(IRS_HOSTS),
+                irs_base=st.sampled_from([True, True, True, True, True, False]))
+    def make_vm(self, host, prebuild, nvcpus, pmu0, pmu_rest, guest, irs_host, irs_base):
         # Random rule order alone rarely reaches a running guest; most examples start from a
         # partly built VM instead. The prebuild calls are compared like any other step.
         # pmu_rest gives vCPUs 1.. the PMU feature too (and the same PMU_V3_INIT as vCPU 0,
         # before their first run); "running_other" enters the last vCPU first (a vCPU other
         # than index 0 runs first), "running_all" enters every vCPU, the last one first.
         pmu, impl = host
-        self.log.append(f"Kvm(Host(pmu={pmu}, impl_ppis={impl}), profile={self.PROFILE!r})"
-                        ".create_vm()")
-        kvm = gic5.Kvm(gic5.Host(pmu=pmu, impl_ppis=impl), profile=self.PROFILE)
+        max_vpes, lpi_domain, ipa_bits, legacy = irs_host
+        irs_kw = dict(max_vpes=max_vpes, lpi_domain=lpi_domain, ipa_bits=ipa_bits,
+                      gcie_legacy=legacy)
+        self.irs_base = irs_base  # prebuilt 7.4 VMs get their IRS base (as a VMM does)
+        self.log.append(f"Kvm(Host(pmu={pmu}, impl_ppis={impl}, **{irs_kw}), "
+                        f"profile={self.PROFILE!r}).create_vm()")
+        kvm = gic5.Kvm(gic5.Host(pmu=pmu, impl_ppis=impl, **irs_kw), profile=self.PROFILE)
         self.lib_vm = kvm.create_vm()
-        self.ref_vm = ref.RefKvm(self.PROFILE, host_pmu=pmu, impl_ppis=impl).create_vm()
+        self.ref_vm = ref.RefKvm(self.PROFILE, host_pmu=pmu, impl_ppis=impl,
+                                 **irs_kw).create_vm()
         if prebuild == "bare":
             return
         if prebuild == "device_first":
@@ -192,6 +216,8 @@ class Gic5Machine(RuleBasedStateMachine):
         running = ("running", "running_other", "running_all")
         if prebuild in ("device", "inited", "ran_nodev", "el2") + running:
             self.create_device(16, 0)
+        if self.device is None:
+            return  # KVM_CREATE_DEVICE failed (7.4 without a host LPI domain): nothing more
         if prebuild in ("device_first", "inited", "el2") + running:
             self.device_init(None)
             if pmu0 in ("init", "irq_init"):
@@ -250,6 +276,8 @@ class Gic5Machine(RuleBasedStateMachine):
                            lambda: self.ref_vm.create_device(dev_type, flags))
         if lo[0] == "ok" and lo[2] is not None:
             self.device = (lo[2], ro[2])
+            if self.PROFILE in IRS_PROFILES and getattr(self, "irs_base", False):
+                self.irs_addr("set", 6, 0x8000000, 8)
 
     @rule(irq_type=st.sampled_from(IRQ_TYPES), vcpu_id=st.sampled_from(IRQ_VCPUS),
           num=irq_numbers, level=st.sampled_from(LEVELS))
@@ -304,6 +332,98 @@ class Gic5Machine(RuleBasedStateMachine):
         self.both_buffer(label, spec,
                          lambda b: getattr(lib_dev, f"{op}_attr")(group, attr, b),
                          lambda b: getattr(ref_dev, f"{op}_attr")(group, attr, b))
+
+    # -- the IRS-era device attributes (7.4; ENXIO on the PPI-only profiles)
+    @precondition(lambda self: self.device is not None)
+    @rule(op=st.sampled_from(["set", "set", "get", "has"]), attr=st.sampled_from([6, 6, 6, 5, 0]),
+          value=st.sampled_from(IRS_ADDRS), size=st.sampled_from([8, 8, 8, 16, 4, 0]))
+    def irs_addr(self, op, attr, value, size):
+        lib_dev, ref_dev = self.device
+        if op == "has":
+            self.both(f"dev.has_attr(0, {attr})", lambda: lib_dev.has_attr(0, attr),
+                      lambda: ref_dev.has_attr(0, attr))
+            return
+        spec = ("u64" if size else "none", size, value)
+        self.both_buffer(f"dev.{op}_attr(0, {attr}) value={value:#x}", spec,
+                         lambda b: getattr(lib_dev, f"{op}_attr")(0, attr, b),
+                         lambda b: getattr(ref_dev, f"{op}_attr")(0, attr, b))
+
+    @precondition(lambda self: self.device is not None)
+    @rule(op=st.sampled_from(["set", "set", "get", "has"]), value=st.sampled_from(NR_IRQS_VALUES),
+          size=st.sampled_from([4, 4, 4, 0, 2]))
+    def nr_irqs(self, op, value, size):
+        lib_dev, ref_dev = self.device
+        if op == "has":
+            self.both("dev.has_attr(3, 0)", lambda: lib_dev.has_attr(3, 0),
+                      lambda: ref_dev.has_attr(3, 0))
+            return
+        self.both_buffer(f"dev.{op}_attr(3, 0) value={value}", ("bytearray", size, value),
+                         lambda b: getattr(lib_dev, f"{op}_attr")(3, 0, b),
+                         lambda b: getattr(ref_dev, f"{op}_attr")(3, 0, b))
+
+    @precondition(lambda self: self.device is not None)
+    @rule(data=st.data(), op=st.sampled_from(["set", "set", "get", "get", "has"]),
+          reg=st.sampled_from(SYSREGS), value=st.sampled_from(SYSREG_VALUES),
+          size=st.sampled_from([8, 8, 8, 8, 0, 4, 16]),
+          who=st.sampled_from(["vcpu", "vcpu", "vcpu", 1, 0x100, 0x01000000]))
+    def cpu_sysreg(self, data, op, reg, value, size, who):
+        # a register of a vCPU named by its MPIDR (or an MPIDR naming none)
+        lib_dev, ref_dev = self.device
+        if who == "vcpu" and self.vcpus:
+            index = data.draw(st.integers(0, len(self.vcpus) - 1), label="vcpu index")
+            attr = uapi.cpu_sysreg_attr(self.vcpus[index][1].vcpu_id, reg)
+        else:
+            attr = (0 if who == "vcpu" else who) << 32 | reg
+        label = f"dev.{op}_attr(6, {attr:#x})"
+        if op == "has":
+            self.both(label, lambda: lib_dev.has_attr(6, attr), lambda: ref_dev.has_attr(6, attr))
+            return
+        lo, _ = self.both_buffer(f"{label} value={value:#x}",
+                                 ("u64" if size else "none", size, value),
+                                 lambda b: getattr(lib_dev, f"{op}_attr")(6, attr, b),
+                                 lambda b: getattr(ref_dev, f"{op}_attr")(6, attr, b))
+        event(f"cpu_sysreg {op}: {lo[0]} {lo[1] if lo[0] != 'ok' else ''}")
+
+    @precondition(lambda self: self.device is not None and self.vcpus
+                  and self.ref_vm.initialised and not self.ref_vm._any_has_run())
+    @rule(data=st.data(),
+          regs=st.lists(st.tuples(st.sampled_from([
+              uapi.SYS_ICC_PPI_ENABLER0_EL1, uapi.SYS_ICC_PPI_ENABLER0_EL1,
+              uapi.SYS_ICC_PPI_SPENDR0_EL1, uapi.SYS_ICC_PPI_SPENDR0_EL1,
+              uapi.SYS_ICC_PPI_SACTIVER0_EL1, uapi.SYS_ICC_PPI_PRIORITYR[0],
+              uapi.SYS_ICC_PPI_PRIORITYR[3], uapi.SYS_ICC_APR_EL1, uapi.SYS_ICC_CR0_EL1,
+              uapi.SYS_ICC_PCR_EL1, uapi.SYS_ICC_ICSR_EL1]), st.sampled_from(SYSREG_VALUES)),
+              min_size=1, max_size=8),
+          then=st.sampled_from(["run", "run", "wfi", "none"]))
+    def sysreg_restore_flow(self, data, regs, then):
+        # a VMM restoring a vCPU's registers after INIT and before any run (7.4), then its
+        # first run (finalize masks the restored state) and the guest's view of it
+        index = data.draw(st.integers(0, len(self.vcpus) - 1), label="vcpu index")
+        lib_dev, ref_dev = self.device
+        for reg, value in regs:
+            attr = uapi.cpu_sysreg_attr(self.vcpus[index][1].vcpu_id, reg)
+            self.both_buffer(f"dev.set_attr(6, {attr:#x}) value={value:#x}", ("u64", 8, value),
+                             lambda b: lib_dev.set_attr(6, attr, b),
+                             lambda b: ref_dev.set_attr(6, attr, b))
+            self.masks_agree()
+        if then == "none":
+            return
+        self._enter(index)
+        if index in self.runs and then == "wfi":
+            _, _, lib_cpu, ref_cpu = self.runs[index]
+            self.both(f"cpu[{index}].wfi()", lib_cpu.wfi, ref_cpu.wfi)
+
+    @precondition(lambda self: self.vcpus)
+    @rule(num=st.sampled_from(SPI_NUMS), vcpu_id=st.sampled_from([0, 0, 7, 4095]),
+          level=st.sampled_from([1, 1, 0, 0, 2]))
+    def inject_spi(self, num, vcpu_id, level):
+        self.irq_line(1, vcpu_id, num, level)
+        event(f"spi {'accepted' if self.ref_vm.nr_spis > num and self.ref_vm.initialised else 'refused'}")
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data(), reg=st.sampled_from(["read_iaffidr", "read_icsr"]))
+    def guest_id_regs(self, data, reg):
+        self._guest(data, reg)
 
     @precondition(lambda self: self.device is not None)
     @rule(spec=st.tuples(st.sampled_from(["bytearray"] * 4 + ["bytes", "none", "np_u32"]),
@@ -628,6 +748,13 @@ class Gic5Machine(RuleBasedStateMachine):
             return
         for name in ("exposed_ppis", "userspace_ppis"):
             self._same(f"vm.{name}()", getattr(self.lib_vm, name), getattr(self.ref_vm, name))
+        for name in ("nr_spis", "max_vcpus"):
+            self._same(f"vm.{name}", lambda n=name: getattr(self.lib_vm, n),
+                       lambda n=name: getattr(self.ref_vm, n))
+        for spi in range(min(self.ref_vm.nr_spis, 40)):
+            for name in ("spi_pending", "spi_state"):
+                self._same(f"vm.{name}({spi})", lambda n=name: getattr(self.lib_vm, n)(spi),
+                           lambda n=name: getattr(self.ref_vm, n)(spi))
         for index, (lib_v, ref_v) in enumerate(self.vcpus):
             for name in VCPU_VIEWS:
                 self._same(f"vcpu[{index}].{name}()", getattr(lib_v, name),
@@ -651,6 +778,7 @@ def _machine_for(profile):
 MachineV2 = _machine_for("v2")
 MachineV3 = _machine_for("v3")
 MachineFinal = _machine_for("final")
+Machine74 = _machine_for("7.4")
 
 
 class TestStateMachineV2(MachineV2.TestCase):
@@ -665,6 +793,10 @@ class TestStateMachineFinal(MachineFinal.TestCase):
     settings = SETTINGS
 
 
+class TestStateMachine74(Machine74.TestCase):
+    settings = SETTINGS
+
+
 def test_same_profiles():
     # the TestCases above cover exactly the library's profiles
-    assert tuple(gic5.PROFILES) == ref.PROFILES == ("v2", "v3", "final")
+    assert tuple(gic5.PROFILES) == ref.PROFILES == ("v2", "v3", "final", "7.4")

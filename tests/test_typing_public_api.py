@@ -55,7 +55,14 @@ def test_host_kvm_and_profiles() -> None:
     assert_type(kvm.profile, str)
     assert kvm.profile == "v3"
     assert_type(gic5.PROFILES, tuple[str, ...])
-    assert gic5.PROFILES == ("v2", "v3", "final")
+    assert gic5.PROFILES == ("v2", "v3", "final", "7.4")
+    host74 = gic5.Host(max_vpes=64, lpi_domain=True, ipa_bits=48, gcie_legacy=True)
+    assert_type(host74.max_vpes, int)
+    assert_type(host74.gcie_legacy, bool)
+    vm74 = gic5.Kvm(host=host74, profile="7.4").create_vm()
+    assert_type(vm74.nr_spis, int)
+    assert_type(vm74.max_vcpus, int)
+    assert vm74.max_vcpus == 512
     assert_type(kvm.create_vm(), gic5.Vm)
 
 

@@ -1,4 +1,4 @@
-"""gic5: Linux KVM's GICv5 virtual PPI device (vgic-v5), modelled bit for bit.
+"""gic5: Linux KVM's GICv5 virtual interrupt device (vgic-v5), modelled bit for bit.
 
     >>> import gic5
     >>> from gic5 import uapi
@@ -21,6 +21,7 @@ from gic5core import CpuIf, UndefinedInstruction, check
 from . import kvmdev, uapi
 from .kvm import PROFILES, Device, Host, Kvm, Vcpu, Vm
 from .kvmdev import BACKENDS
+from .migration import restore_state, save_state
 
 try:
     from ._version import __version__
@@ -28,4 +29,5 @@ except ImportError:  # a tree that was never built by setuptools-scm
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Kvm", "Host", "Vm", "Vcpu", "Device", "CpuIf", "PROFILES", "BACKENDS",
-           "UndefinedInstruction", "check", "uapi", "kvmdev", "__version__"]
+           "UndefinedInstruction", "check", "uapi", "kvmdev", "save_state", "restore_state",
+           "__version__"]

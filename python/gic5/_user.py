@@ -64,6 +64,13 @@ class UserPtr:
         assert self._view is not None
         return True, _U32.unpack_from(self._view, 0)[0]
 
+    def read_u64(self) -> tuple[bool, int]:
+        """(readable, value) of a ``get_user`` of 8 bytes; value 0 when it would fault."""
+        if not self.readable(_U64.size):
+            return False, 0
+        assert self._view is not None
+        return True, _U64.unpack_from(self._view, 0)[0]
+
     def write(self, fmt: struct.Struct, values: tuple[int, ...]) -> bool:
         """``put_user`` each value in turn; False at the first one that does not fit."""
         view = self._view
@@ -79,6 +86,9 @@ class UserPtr:
 
     def write_u64s(self, *values: int) -> bool:
         return self.write(_U64, values)
+
+    def write_u64(self, value: int) -> bool:
+        return self.write(_U64, (value,))
 
     def write_u32(self, value: int) -> bool:
         return self.write(_U32, (value,))

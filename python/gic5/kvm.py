@@ -5,8 +5,10 @@ Rules this module keeps:
   state changes), the config lock, the (group, attr) tables, user pointers and lifecycle. All
   state and every kernel decision live in gic5core; kernel errors come out of gic5core.check.
 - One table per attribute surface drives has/get/set, so the three cannot drift:
-  ``_DEVICE_ATTRS`` keyed by (group, attr) for the VGIC device, ``_VCPU_GROUPS`` keyed by group
-  for the vCPU (the kernel dispatches vCPU attributes by group and checks the attr inside).
+  ``_DEVICE_ATTRS`` keyed by (group, attr) for the VGIC device, with (group, None) for a group
+  whose attr is data the handler reads (7.4's ADDR, NR_IRQS, CPU_SYSREGS), ``_VCPU_GROUPS``
+  keyed by group for the vCPU (the kernel dispatches vCPU attributes by group and checks the
+  attr inside). An entry marked ``irs`` exists only on a profile with the IRS-era UAPI.
 - Hot paths go straight to the core: ``Vm`` subclasses ``VmCore``, so ``vm.irq_line`` is the
   core's method found on the type, with no Python frame in between.
 - The config lock (``Vm._config_lock``, the kernel's config_lock) is held for configuration:
@@ -21,6 +23,7 @@ import errno
 import threading
 from typing import Any, Callable, Iterator, NamedTuple, overload
 
+from gic5core import PROFILE_DATA as _PROFILE_DATA
 from gic5core import CpuIf, VmCore, check
 from gic5core import PROFILES as _CORE_PROFILES
 
@@ -35,6 +38,10 @@ from ._user import UserPtr
 __all__ = ["Host", "Kvm", "Vm", "Vcpu", "Device", "PROFILES"]
 
 PROFILES: tuple[str, ...] = tuple(_CORE_PROFILES)
+
+# Profiles whose V5 device has the IRS-era UAPI (the irs_uapi switch): ADDR, NR_IRQS,
+# CPU_SYSREGS, IRS_REGS, IST.
+_IRS_PROFILES = frozenset(p for p in PROFILES if _PROFILE_DATA[p]["irs_uapi"])
 
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
@@ -51,20 +58,45 @@ _NV_TIMERS = ("hvtimer", "hptimer")
 
 
 class Host:
-    """Host(pmu=True, impl_ppis=None): the host capabilities KVM probes at boot.
+    """Host(pmu=True, impl_ppis=None, *, max_vpes=512, lpi_domain=True, ipa_bits=40,
+    gcie_legacy=False): the host capabilities KVM probes at boot.
 
     ``impl_ppis`` defaults to the final kernel's hard-coded set (0x5C800008 with a PMU,
     0x5C000008 without; word 1 = 0). ``impl_ppis=(word0, word1)`` overrides it on every
     profile (on v2 it plays the hardware probe); a 64-PPI profile ignores word 1.
 
+    The IRS inputs matter on profile "7.4" only (the others ignore them):
+    ``max_vpes`` is the host IRS's VPE count, 2 ** (IRS_IDR4.VPE_ID_BITS + 1), a power of two
+    2..65536; ``max_gicv5_vcpus = min(max_vpes, 512)`` (vgic_v5_probe). ``lpi_domain`` False:
+    the host GICv5 driver has no LPI domain, so neither the V5 nor the GICv3-legacy device
+    registers (KVM_CREATE_DEVICE(V5) is ENODEV). ``ipa_bits`` is the guest IPA size the IRS
+    address must fit in (32..52). ``gcie_legacy`` True: the GICv3-legacy device registers too,
+    which keeps a new VM's vCPU limit at 512 until KVM_CREATE_DEVICE(V5) lowers it; False: the
+    limit is max_gicv5_vcpus from the start.
+
     >>> hex(Host().impl_ppis[0]), hex(Host(pmu=False).impl_ppis[0])
     ('0x5c800008', '0x5c000008')
+    >>> Host(max_vpes=256).max_vpes
+    256
     """
 
-    __slots__ = ("_pmu", "_impl")
+    __slots__ = ("_pmu", "_impl", "_max_vpes", "_lpi_domain", "_ipa_bits", "_gcie_legacy")
 
-    def __init__(self, pmu: bool = True, impl_ppis: tuple[int, int] | None = None) -> None:
+    def __init__(self, pmu: bool = True, impl_ppis: tuple[int, int] | None = None, *,
+                 max_vpes: int = 512, lpi_domain: bool = True, ipa_bits: int = 40,
+                 gcie_legacy: bool = False) -> None:
         self._pmu = _flag(pmu, "pmu")
+        max_vpes = _index(max_vpes, "max_vpes")
+        if not 2 <= max_vpes <= 65536 or max_vpes & (max_vpes - 1):
+            raise ValueError(f"max_vpes must be a power of two 2..65536 (2 ** (IRS_IDR4."
+                             f"VPE_ID_BITS + 1)), not {max_vpes}")
+        ipa_bits = _index(ipa_bits, "ipa_bits")
+        if not 32 <= ipa_bits <= 52:
+            raise ValueError(f"ipa_bits must be 32..52 (an arm64 guest IPA size), not {ipa_bits}")
+        self._max_vpes = max_vpes
+        self._ipa_bits = ipa_bits
+        self._lpi_domain = _flag(lpi_domain, "lpi_domain")
+        self._gcie_legacy = _flag(gcie_legacy, "gcie_legacy")
         if impl_ppis is None:
             self._impl = (_IMPL_BASE | (_IMPL_PMU if self._pmu else 0), 0)
         else:
@@ -87,8 +119,30 @@ class Host:
         """The implemented-PPI mask as (word0, word1), before a 64-PPI profile cuts word 1."""
         return self._impl
 
+    @property
+    def max_vpes(self) -> int:
+        """The host IRS's VPE count (7.4: max_gicv5_vcpus = min(max_vpes, 512))."""
+        return self._max_vpes
+
+    @property
+    def lpi_domain(self) -> bool:
+        """The host GICv5 driver has an LPI domain (7.4: the V5 device registers only then)."""
+        return self._lpi_domain
+
+    @property
+    def ipa_bits(self) -> int:
+        """The guest IPA size in bits (7.4: the IRS region must fit below 1 << ipa_bits)."""
+        return self._ipa_bits
+
+    @property
+    def gcie_legacy(self) -> bool:
+        """The GICv3-legacy device registers too (7.4: VMs start with 512 vCPUs)."""
+        return self._gcie_legacy
+
     def __repr__(self) -> str:
-        return f"Host(pmu={self._pmu}, impl_ppis=({self._impl[0]:#x}, {self._impl[1]:#x}))"
+        return (f"Host(pmu={self._pmu}, impl_ppis=({self._impl[0]:#x}, {self._impl[1]:#x}), "
+                f"max_vpes={self._max_vpes}, lpi_domain={self._lpi_domain}, "
+                f"ipa_bits={self._ipa_bits}, gcie_legacy={self._gcie_legacy})")
 
 
 class Kvm:
@@ -187,8 +241,10 @@ class Vm(VmCore):
     def __init__(self, kvm: Kvm) -> None:
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a gic5.Kvm, not {type(kvm).__name__}")
-        w0, w1 = kvm.host.impl_ppis
-        super().__init__(kvm.profile, kvm.host.pmu, w0, w1)
+        host = kvm.host
+        w0, w1 = host.impl_ppis
+        super().__init__(kvm.profile, host.pmu, w0, w1, host.max_vpes, host.lpi_domain,
+                         host.ipa_bits, host.gcie_legacy)
         self._kvm = kvm
         self._config_lock = threading.Lock()
         self._vcpus: list[Vcpu] = []
@@ -244,16 +300,21 @@ class Vm(VmCore):
 
 # --- device attributes -----------------------------------------------------------------------
 
+_Handler = Callable[["Device", int, UserPtr], None]
+
+
 class _DeviceAttr(NamedTuple):
-    get: Callable[[Device, UserPtr], None] | None
-    set: Callable[[Device, UserPtr], None] | None
+    get: _Handler | None          # None: the kernel answers ENXIO
+    set: _Handler | None
+    has: Callable[[Device, int], None] | None = None  # a data-attr group's own HAS check
+    irs: bool = False             # only on a profile with the IRS-era UAPI (7.4)
 
 
-def _set_ctrl_init(dev: Device, ptr: UserPtr) -> None:
+def _set_ctrl_init(dev: Device, attr: int, ptr: UserPtr) -> None:
     dev.vm._device_init()  # addr is not read
 
 
-def _get_userspace_ppis(dev: Device, ptr: UserPtr) -> None:
+def _get_userspace_ppis(dev: Device, attr: int, ptr: UserPtr) -> None:
     # Word 1 is the core's mask above PPI 63: always 0 on a 64-PPI profile (every mask is cut to
     # NR), which is the literal 0 the final kernel writes.
     w0, w1 = dev.vm.userspace_ppis()
@@ -261,11 +322,71 @@ def _get_userspace_ppis(dev: Device, ptr: UserPtr) -> None:
         check(-errno.EFAULT)
 
 
-_DEVICE_ATTRS: dict[tuple[int, int], _DeviceAttr] = {
+def _has_addr(dev: Device, attr: int) -> None:
+    # vgic_v5_has_attr: only the IRS base is an address of the V5 device.
+    if attr != uapi.KVM_VGIC_V5_ADDR_TYPE_IRS:
+        check(-errno.ENXIO)
+
+
+def _set_addr(dev: Device, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u64()
+    dev.vm._irs_addr_set(attr, readable, value)
+
+
+def _get_addr(dev: Device, attr: int, ptr: UserPtr) -> None:
+    if not ptr.write_u64(dev.vm._irs_addr_get(attr, ptr.readable(8))):
+        check(-errno.EFAULT)
+
+
+def _set_nr_irqs(dev: Device, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u32()  # a u32, whatever the attr
+    dev.vm._nr_irqs_set(readable, value)
+
+
+def _get_nr_irqs(dev: Device, attr: int, ptr: UserPtr) -> None:
+    if not ptr.write_u32(dev.vm.nr_spis):
+        check(-errno.EFAULT)
+
+
+def _has_sysreg(dev: Device, attr: int) -> None:
+    dev.vm._sysreg_has(attr)
+
+
+def _set_sysreg(dev: Device, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u64()
+    dev.vm._sysreg_set(attr, readable, value)
+
+
+def _get_sysreg(dev: Device, attr: int, ptr: UserPtr) -> None:
+    if not ptr.write_u64(dev.vm._sysreg_get(attr)):
+        check(-errno.EFAULT)
+
+
+def _irs_not_modelled(dev: Device, attr: int, ptr: UserPtr | None = None) -> None:
+    raise NotImplementedError(
+        "KVM_DEV_ARM_VGIC_GRP_IRS_REGS / KVM_DEV_ARM_VGIC_GRP_IST: the kernel (7.4) has these "
+        "groups, but gic5 does not model the IRS register file or the IST yet; they will not "
+        "answer ENXIO, which would misstate the kernel")
+
+
+_DEVICE_ATTRS: dict[tuple[int, int | None], _DeviceAttr] = {
     (uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT):
         _DeviceAttr(get=None, set=_set_ctrl_init),
     (uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS):
         _DeviceAttr(get=_get_userspace_ppis, set=None),
+    # 7.4 (vgic_v5_has_attr / _get_attr / _set_attr @ 2bc87b583a30): groups whose attr is data.
+    (uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, None):
+        _DeviceAttr(get=_get_addr, set=_set_addr, has=_has_addr, irs=True),
+    (uapi.KVM_DEV_ARM_VGIC_GRP_NR_IRQS, None):
+        _DeviceAttr(get=_get_nr_irqs, set=_set_nr_irqs, irs=True),
+    (uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, None):
+        _DeviceAttr(get=_get_sysreg, set=_set_sysreg, has=_has_sysreg, irs=True),
+    (uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, None):
+        _DeviceAttr(get=_irs_not_modelled, set=_irs_not_modelled, has=_irs_not_modelled,
+                    irs=True),
+    (uapi.KVM_DEV_ARM_VGIC_GRP_IST, None):
+        _DeviceAttr(get=_irs_not_modelled, set=_irs_not_modelled, has=_irs_not_modelled,
+                    irs=True),
 }
 
 
@@ -282,35 +403,43 @@ class Device:
         """The VM this device belongs to."""
         return self._vm
 
-    def _lookup(self, group: Any, attr: Any, addr: Any) -> tuple[_DeviceAttr | None, UserPtr]:
-        key = _attr_key(group, attr)
+    def _lookup(self, group: Any, attr: Any,
+                addr: Any) -> tuple[_DeviceAttr | None, int, UserPtr]:
+        group, attr = _attr_key(group, attr)
         ptr = UserPtr(addr)
         self._vm._alive()
-        return _DEVICE_ATTRS.get(key), ptr
+        entry = _DEVICE_ATTRS.get((group, attr)) or _DEVICE_ATTRS.get((group, None))
+        if entry is not None and entry.irs and self._vm.profile not in _IRS_PROFILES:
+            entry = None  # a PPI-only device does not know the group
+        return entry, attr, ptr
 
     def has_attr(self, group: int, attr: int) -> None:
-        """KVM_HAS_DEVICE_ATTR: None, or OSError(ENXIO)."""
-        entry, _ = self._lookup(group, attr, None)
+        """KVM_HAS_DEVICE_ATTR: None, or OSError (ENXIO; on 7.4 CPU_SYSREGS also EINVAL)."""
+        entry, attr, _ = self._lookup(group, attr, None)
         if entry is None:
             check(-errno.ENXIO)
+        assert entry is not None
+        if entry.has is not None:
+            with self._vm._config_lock:
+                entry.has(self, attr)
 
     def get_attr(self, group: int, attr: int, addr: Any) -> None:
         """KVM_GET_DEVICE_ATTR into the buffer ``addr``."""
-        entry, ptr = self._lookup(group, attr, addr)
+        entry, attr, ptr = self._lookup(group, attr, addr)
         if entry is None or entry.get is None:
             check(-errno.ENXIO)
         assert entry is not None and entry.get is not None
         with self._vm._config_lock:
-            entry.get(self, ptr)
+            entry.get(self, attr, ptr)
 
     def set_attr(self, group: int, attr: int, addr: Any = None) -> None:
         """KVM_SET_DEVICE_ATTR from the buffer ``addr``."""
-        entry, ptr = self._lookup(group, attr, addr)
+        entry, attr, ptr = self._lookup(group, attr, addr)
         if entry is None or entry.set is None:
             check(-errno.ENXIO)
         assert entry is not None and entry.set is not None
         with self._vm._config_lock:
-            entry.set(self, ptr)
+            entry.set(self, attr, ptr)
 
     def __repr__(self) -> str:
         return f"<gic5.Device KVM_DEV_TYPE_ARM_VGIC_V5 of {self._vm!r}>"

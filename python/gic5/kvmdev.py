@@ -62,7 +62,7 @@ __all__ = [
     "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_CHECK_EXTENSION", "KVM_CREATE_VCPU", "KVM_RUN",
     "KVM_IRQ_LINE", "KVM_CREATE_DEVICE", "KVM_SET_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR",
     "KVM_HAS_DEVICE_ATTR", "KVM_ARM_VCPU_INIT", "KVM_ARM_PREFERRED_TARGET",
-    "KVM_ARM_VCPU_PMU_V3", "KVM_ARM_VCPU_HAS_EL2", "KVM_VM_TYPE_DEFAULT",
+    "KVM_ARM_VCPU_PMU_V3", "KVM_ARM_VCPU_HAS_EL2", "KVM_VM_TYPE_DEFAULT", "KVM_CAP_MAX_VCPUS",
     "KvmSystem", "KvmVm", "KvmVcpu", "KvmDevice", "EXTRA_NAMES",
 ]
 
@@ -178,6 +178,7 @@ KVM_GET_DEVICE_ATTR = IOW(KVMIO, 0xE2, kvm_device_attr)  # _IOW: the kernel only
 KVM_HAS_DEVICE_ATTR = IOW(KVMIO, 0xE3, kvm_device_attr)
 
 KVM_VM_TYPE_DEFAULT = 0      # arm64: bits 7:0 = IPA size, 0 = the default (40 bits)
+KVM_CAP_MAX_VCPUS = 66       # KVM_CHECK_EXTENSION on the VM fd: kvm->max_vcpus
 KVM_ARM_VCPU_PMU_V3 = 3      # kvm_vcpu_init.features[0] bits
 KVM_ARM_VCPU_HAS_EL2 = 7
 
@@ -501,6 +502,38 @@ class KvmVm(_Fd):
         """
         _missing("Vm.exposed_ppis()", "the exposed PPI set (ICH_PPI_* state at EL2) "
                  + _KERNEL_STATE)
+
+    def spi_pending(self, spi: int) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError.
+
+        KVM's per-SPI vgic_irq (line_level, pending_latch) has no uapi getter; what a 7.4 VMM
+        can read back is the guest's IST through KVM_DEV_ARM_VGIC_GRP_IST.
+        """
+        _missing("Vm.spi_pending()", "KVM's SPI state (struct vgic_irq) " + _KERNEL_STATE)
+
+    def spi_state(self, spi: int) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError (see ``spi_pending``)."""
+        _missing("Vm.spi_state()", "KVM's SPI state (struct vgic_irq) " + _KERNEL_STATE)
+
+    @property
+    def nr_spis(self) -> int:
+        """The SPI count as KVM_DEV_ARM_VGIC_GRP_NR_IRQS reads it on the V5 device (7.4); 0
+        without a V5 device or on a kernel whose V5 device has no NR_IRQS group (ENXIO)."""
+        if self._device is None:
+            return 0
+        buf = bytearray(4)
+        try:
+            self._device.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, buf)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            return 0
+        return int(struct.unpack("=I", buf)[0])
+
+    @property
+    def max_vcpus(self) -> int:
+        """KVM_CHECK_EXTENSION(KVM_CAP_MAX_VCPUS) on the VM fd: kvm->max_vcpus."""
+        return int(self._ioctl(KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS))
 
     # --- ioctls ---
 

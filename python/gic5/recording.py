@@ -47,6 +47,19 @@ _DEV_GROUPS = {getattr(uapi, n): n[len("KVM_DEV_ARM_VGIC_GRP_"):]
                for n in dir(uapi) if n.startswith("KVM_DEV_ARM_VGIC_GRP_")}
 _DEV_CTRL_ATTRS = {uapi.KVM_DEV_ARM_VGIC_CTRL_INIT: "CTRL_INIT",
                    uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS: "USERSPACE_PPIS"}
+_DEV_ADDR_ATTRS = {uapi.KVM_VGIC_V5_ADDR_TYPE_IRS: "IRS"}
+_SYSREG_NAMES = {enc: name for name, enc in uapi.CPU_SYSREGS_74.items()}
+
+
+def _fmt_sysreg_attr(attr: Any) -> str | None:
+    # A CPU_SYSREGS attr as "MPIDR <affinity> <register>", the register by its sysreg name.
+    if isinstance(attr, bool) or not isinstance(attr, int) or not 0 <= attr < 1 << 64:
+        return None
+    reg = attr & uapi.KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK
+    name = _SYSREG_NAMES.get(reg, f"sysreg {reg:#06x}")
+    return f"MPIDR {attr >> uapi.KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT:#x} {name}"
+
+
 _VCPU_GROUPS = {uapi.KVM_ARM_VCPU_PMU_V3_CTRL: "PMU_V3_CTRL",
                 uapi.KVM_ARM_VCPU_TIMER_CTRL: "TIMER_CTRL"}
 _VCPU_ATTRS = {
@@ -137,7 +150,10 @@ def _fmt_attr_call(kind: str, name: str, args: tuple[Any, ...],
     addr = args[2] if len(args) > 2 else kwargs.pop("addr", None)
     if kind == "dev":
         g = _DEV_GROUPS.get(group, _fmt_arg(group))
-        a = (_DEV_CTRL_ATTRS.get(attr) if group == uapi.KVM_DEV_ARM_VGIC_GRP_CTRL else None)
+        a = (_DEV_CTRL_ATTRS.get(attr) if group == uapi.KVM_DEV_ARM_VGIC_GRP_CTRL
+             else _DEV_ADDR_ATTRS.get(attr) if group == uapi.KVM_DEV_ARM_VGIC_GRP_ADDR
+             else _fmt_sysreg_attr(attr) if group == uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS
+             else None)
     else:
         g = _VCPU_GROUPS.get(group, _fmt_arg(group))
         a = _VCPU_ATTRS.get(group, {}).get(attr)

@@ -58,10 +58,24 @@ def _get_userspace_ppis(dev: Any) -> None:
     dev.get_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_USERSPACE_PPIS, bytearray(16))
 
 
-def _vm_with_device(kvm: Any, nr_vcpus: int = 1, init: bool = True) -> tuple[Any, list[Any], Any]:
+# Where a 7.4 VMM puts the IRS (the kernel selftest's GICV5_IRS_CONFIG_BASE_GPA).
+IRS_GPA = 0x8000000
+
+
+def _set_irs(dev: Any, base: int = IRS_GPA) -> None:
+    # The same call under every column, so the tables line up: the PPI-only kernels have no
+    # ADDR group (ENXIO); 7.4 needs the IRS base before the first KVM_RUN.
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS,
+                 base.to_bytes(8, sys.byteorder))
+
+
+def _vm_with_device(kvm: Any, nr_vcpus: int = 1, init: bool = True,
+                    irs: bool = True) -> tuple[Any, list[Any], Any]:
     vm = kvm.create_vm()
     vcpus = [vm.create_vcpu(i) for i in range(nr_vcpus)]
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    if irs:
+        _set_irs(dev)
     if init:
         dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
     return vm, vcpus, dev
@@ -71,8 +85,8 @@ def _vm_with_device(kvm: Any, nr_vcpus: int = 1, init: bool = True) -> tuple[Any
 def userspace_ppis(kvm: Any) -> None:
     """USERSPACE_PPIS before and after CTRL_INIT (spec 5.1/5.2): v2 stores the PPI index 3 as
     a bitmap (bits 0 and 1) and ANDs it with the implemented mask, giving {0x0, 0x0} on the
-    default host; v3 and final report SW_PPI, {0x8, 0x0}."""
-    vm, _, dev = _vm_with_device(kvm, init=False)
+    default host; v3, final and 7.4 report SW_PPI, {0x8, 0x0}."""
+    vm, _, dev = _vm_with_device(kvm, init=False, irs=False)
     _get_userspace_ppis(dev)
     dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
     _get_userspace_ppis(dev)
@@ -108,8 +122,8 @@ def irq_line_gate(kvm: Any) -> None:
     """KVM_IRQ_LINE's PPI checks (spec 6.1, 10.12): v2 has no mask gate (any id below 128,
     EBUSY before INIT); v3 gates on USERSPACE_PPIS (only 3; EINVAL before INIT, the mask being
     empty); final also cuts the range to 64, and answers EBUSY before INIT (mainline 7.2 calls
-    vgic_lazy_init before any check)."""
-    vm, (vcpu,), dev = _vm_with_device(kvm, init=False)
+    vgic_lazy_init before any check), as does 7.4."""
+    vm, (vcpu,), dev = _vm_with_device(kvm, init=False, irs=False)
     vm.irq_line(_ppi(SW), 1)
     dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
     for num in (0, SW, VT, 63, 64, 127, 128):
@@ -135,7 +149,8 @@ def exposure(kvm: Any) -> None:
 @_builtin()
 def exposure_order(kvm: Any) -> None:
     """Run vCPU 1 before vCPU 0 (spec 7.1, Q5): final finalizes once, from vCPU 0 before its
-    timers have owners (only SW_PPI); v3 recomputes at each vCPU's first run; v2 is per vCPU."""
+    timers have owners (only SW_PPI); v3 recomputes at each vCPU's first run; v2 is per vCPU;
+    7.4 finalizes once from the vCPU that runs first (vCPU 1, whose timers it exposes)."""
     vm, (vcpu0, vcpu1), dev = _vm_with_device(kvm, nr_vcpus=2)
     with vcpu1.run() as cpu:
         cpu.write_ppi_enabler(0, ALL)
@@ -214,6 +229,7 @@ def ppi_count(kvm: Any) -> None:
     vm = kvm.create_vm()
     vcpu = vm.create_vcpu(0)
     dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    _set_irs(dev)
     vcpu.set_attr(uapi.KVM_ARM_VCPU_TIMER_CTRL, uapi.KVM_ARM_VCPU_TIMER_IRQ_HVTIMER,
                   (uapi.ppi_intid(64)).to_bytes(4, sys.byteorder))
     dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
@@ -265,3 +281,67 @@ def doorbell_probe(kvm: Any) -> None:
         cpu.write_ppi_enabler(0, ALL)
         cpu.read_ppi_enabler(0)
     vm.exposed_ppis()
+
+
+# --- what 7.4 (kvm-arm64/gicv5-7.4) changed ---------------------------------------------------
+
+@_builtin()
+def vcpu1_first_timers(kvm: Any) -> None:
+    """The vCPU-1-first hazard (7.4 spec 1.5, kvmtool starts every vCPU thread at once): both
+    guests enable their vtimer and its line is high, but vCPU 1 runs first. final builds the
+    VM's exposed set once from vCPU 0, whose timers get owners only at its own first run, so
+    the set is SW_PPI alone and neither guest ever sees its timer; 7.4 builds it from the vCPU
+    that runs first (vgic_v5_finalize_ppi_state(vcpu)), so both take it. v3 recomputes at
+    every first run (vCPU 0's, later, fixes it); v2 exposes every implemented PPI but SW_PPI."""
+    vm, (vcpu0, vcpu1), dev = _vm_with_device(kvm, nr_vcpus=2)
+    for vcpu in (vcpu1, vcpu0):
+        vcpu.timer_line("vtimer", True)
+        with vcpu.run() as cpu:
+            cpu.write_ppi_priority(VT, 0)
+            cpu.write_ppi_enabler(0, 1 << VT)
+            cpu.read_ppi_enabler(0)
+            cpu.write_pcr(31)
+            cpu.write_cr0(True)
+        vm.exposed_ppis()
+        with vcpu.run() as cpu:
+            cpu.cdia()
+
+
+@_builtin()
+def init_without_vcpus(kvm: Any) -> None:
+    """CTRL_INIT on a VM with no vCPU (7.4 spec 1.3): v2, v3 and final initialise it, and the
+    VM can then never get a vCPU (EBUSY); 7.4's vgic_v5_init answers ENODEV before it
+    allocates anything, so a vCPU can still be created and INIT retried."""
+    vm = kvm.create_vm()
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    vm.create_vcpu(0)
+    dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    _get_userspace_ppis(dev)
+
+
+@_builtin()
+def irs_address(kvm: Any) -> None:
+    """The IRS base address (7.4 spec 1.3): GRP_ADDR / KVM_VGIC_V5_ADDR_TYPE_IRS reads
+    all-ones before it is set, refuses a misaligned (EINVAL) or out-of-IPA (E2BIG) address,
+    takes 0, refuses a second SET (EEXIST) and reads back what it took; a first KVM_RUN of a VM
+    without one is ENXIO (and the VM is dead). The PPI-only kernels have no ADDR group
+    (ENXIO) and run without one."""
+    vm = kvm.create_vm()
+    vcpu = vm.create_vcpu(0)
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS, bytearray(8))
+    _set_irs(dev, IRS_GPA + 0x1000)
+    _set_irs(dev, 1 << 40)
+    _set_irs(dev, 0)
+    _set_irs(dev, IRS_GPA)
+    dev.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS, bytearray(8))
+    dev.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    with vcpu.run():
+        pass
+    vm2 = kvm.create_vm()
+    vcpu2 = vm2.create_vcpu(0)
+    dev2 = vm2.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev2.set_attr(GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    with vcpu2.run():
+        pass

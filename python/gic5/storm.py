@@ -5,9 +5,11 @@ Rules this module keeps:
   state a user could have reached); the event loop itself is gic5core.storm_run, nogil.
 - ``--threads N`` partitions the VMs across N Python threads, each running the core loop with
   the GIL released; the per-VM config lock is still what serialises configuration.
-- Every run's accounting is checked (see gic5core/storm.pyx). On ``final`` a violation is an
-  error (StormAccountingError, exit status 1); on v2/v3 the lost / redelivered edges are the
-  finding and are reported.
+- Every run's accounting is checked (see gic5core/storm.pyx). On ``final`` and ``7.4`` (the
+  same PPI rules) a violation is an error (StormAccountingError, exit status 1); on v2/v3 the
+  lost / redelivered edges are the finding and are reported.
+- A 7.4 VM gets its IRS base before its vCPUs first run, as a 7.4 VMM must (KVM_RUN is ENXIO
+  without it).
 - Progress goes to stderr, one line per batch of events, and only once a run has taken more
   than PROGRESS_AFTER_S seconds. The JSON written by ``--json`` has pytest-benchmark's shape.
 
@@ -34,6 +36,11 @@ from gic5core import PATTERNS, storm_run, vcpu_state_size
 from . import uapi
 from .kvm import PROFILES, Kvm, Vm
 
+# Profiles whose storms must account exactly (the fixed PPI rules: final, and 7.4 on top).
+EXACT_PROFILES = ("final", "7.4")
+# Where build_vms puts a 7.4 VM's IRS (the kernel selftest's GICV5_IRS_CONFIG_BASE_GPA).
+IRS_BASE = 0x8000000
+
 __all__ = ["StormConfig", "StormAccountingError", "build_vms", "run_storm", "summarize",
            "to_benchmark_json", "format_report", "plot_main", "main"]
 
@@ -47,7 +54,8 @@ GUEST_PRIORITIES = {uapi.GICV5_ARCH_PPI_CNTV: 2, uapi.GICV5_ARCH_PPI_CNTP: 4,
 
 
 class StormAccountingError(RuntimeError):
-    """The final profile broke an accounting identity (an edge lost or delivered twice)."""
+    """The final (or 7.4) profile broke an accounting identity (an edge lost or delivered
+    twice)."""
 
 
 @dataclass
@@ -101,6 +109,9 @@ def build_vms(cfg: StormConfig) -> list[Vm]:
         vcpus = [vm.create_vcpu(i, pmu=cfg.pmu) for i in range(cfg.vcpus)]
         dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
         assert dev is not None  # only KVM_CREATE_DEVICE_TEST returns None
+        if cfg.profile == "7.4":
+            dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS,
+                         IRS_BASE.to_bytes(8, sys.byteorder))
         dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
         for vcpu in vcpus:
             if cfg.pmu:
@@ -123,7 +134,7 @@ def _check_accounting(c: dict[str, int], profile: str) -> list[str]:
         problems.append("accepted != delivered + coalesced + lost")
     if c["raised"] != c["level_delivered"] + c["withdrawn"] + c["level_stuck"]:
         problems.append("raised != level_delivered + withdrawn + level_stuck")
-    if profile == "final":
+    if profile in EXACT_PROFILES:
         for key in ("lost", "redelivered", "level_violations", "level_stuck", "model_mismatch"):
             if c[key]:
                 problems.append(f"{key} = {c[key]}")
@@ -199,7 +210,7 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
                 for key, value in r.items():
                     counters[key] = counters.get(key, 0) + value
         problems = _check_accounting(counters, cfg.profile)
-        if problems and cfg.profile == "final":
+        if problems and cfg.profile in EXACT_PROFILES:
             raise StormAccountingError("; ".join(problems))
         rounds.append({"seconds": wall, "counters": counters, "problems": problems})
     return {"config": cfg, "rounds": rounds}
@@ -383,7 +394,7 @@ def plot_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The gic5-storm entry point (``argv`` defaults to sys.argv[1:]). Returns the exit status:
-    0, or 1 when the final profile breaks an accounting identity; a usage error exits with 2
+    0, or 1 when the final or 7.4 profile breaks an accounting identity; a usage error exits with 2
     (argparse's SystemExit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plot"]:

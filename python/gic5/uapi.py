@@ -3,9 +3,12 @@
 Rules this module keeps:
 - Every name below is the kernel's own (include/uapi/linux/kvm.h,
   arch/arm64/include/uapi/asm/kvm.h, include/linux/irqchip/arm-gic-v5.h); values are the
-  final (mainline, 7.1-era) ones. Nothing here depends on the profile.
+  final (mainline, 7.1-era) ones, plus what the 7.4 IRS-era device adds (branch
+  kvm-arm64/gicv5-7.4: the IRS address type, IRS_REGS / IST groups, the CPU_SYSREGS encodings
+  of the GICv5 CPU-interface registers). Nothing here depends on the profile.
 - Pure Python, no imports from the compiled core, so it is importable on its own.
-- ``irq_word`` is the only function; it refuses fields that do not fit instead of masking them.
+- The functions (``irq_word``, ``irq_fields``, ``ppi_intid``, ``vcpu_mpidr``, ``sys_reg``,
+  ``cpu_sysreg_attr``) refuse fields that do not fit instead of masking them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ __all__ = [
     "KVM_ARM_VCPU_TIMER_CTRL", "KVM_ARM_VCPU_TIMER_IRQ_VTIMER", "KVM_ARM_VCPU_TIMER_IRQ_PTIMER",
     "KVM_ARM_VCPU_TIMER_IRQ_HVTIMER", "KVM_ARM_VCPU_TIMER_IRQ_HPTIMER",
     "KVM_MAX_VCPU_IDS", "VGIC_V5_MAX_CPUS",
+    "KVM_DEV_ARM_VGIC_GRP_IRS_REGS", "KVM_DEV_ARM_VGIC_GRP_IST",
+    "KVM_VGIC_V5_ADDR_TYPE_IRS", "KVM_VGIC_V5_IRS_SIZE", "VGIC_ADDR_UNDEF",
+    "VGIC_V5_DEFAULT_NR_SPIS", "VGIC_V5_MAX_NR_SPIS", "VGIC_V5_NR_PRIVATE_IRQS",
+    "KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT", "KVM_DEV_ARM_VGIC_V3_MPIDR_MASK",
+    "KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK",
+    "SYS_ICC_ICSR_EL1", "SYS_ICC_IAFFIDR_EL1", "SYS_ICC_PPI_ENABLER0_EL1",
+    "SYS_ICC_PPI_ENABLER1_EL1", "SYS_ICC_PPI_SACTIVER0_EL1", "SYS_ICC_PPI_SACTIVER1_EL1",
+    "SYS_ICC_PPI_SPENDR0_EL1", "SYS_ICC_PPI_SPENDR1_EL1", "SYS_ICC_PPI_CACTIVER0_EL1",
+    "SYS_ICC_PPI_CPENDR0_EL1", "SYS_ICC_APR_EL1", "SYS_ICC_CR0_EL1", "SYS_ICC_PCR_EL1",
+    "SYS_ICC_HAPR_EL1", "SYS_ICC_CTLR_EL1", "SYS_ICC_PPI_PRIORITYR",
+    "CPU_SYSREGS_74",
+    "sys_reg", "vcpu_mpidr", "cpu_sysreg_attr",
     "irq_word", "irq_fields", "ppi_intid",
 ]
 
@@ -58,6 +73,19 @@ KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS = 6
 KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO = 7
 KVM_DEV_ARM_VGIC_GRP_ITS_REGS = 8
 KVM_DEV_ARM_VGIC_GRP_MAINT_IRQ = 9
+KVM_DEV_ARM_VGIC_GRP_IRS_REGS = 10  # 7.4
+KVM_DEV_ARM_VGIC_GRP_IST = 11       # 7.4 (value from the kvmtool header sync; see docs/notes)
+
+# attrs of KVM_DEV_ARM_VGIC_GRP_ADDR for the V5 device (7.4)
+KVM_VGIC_V5_ADDR_TYPE_IRS = 6
+KVM_VGIC_V5_IRS_SIZE = 0x20000  # 2 * SZ_64K: the IRS CONFIG_FRAME and SETLPI_FRAME
+VGIC_ADDR_UNDEF = 0xFFFFFFFFFFFFFFFF  # what a GET of an address never set returns
+
+# KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS attr: the vCPU's MPIDR affinity in bits 63:32 (Aff3..Aff0,
+# one byte each), the system register encoding in bits 15:0.
+KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT = 32
+KVM_DEV_ARM_VGIC_V3_MPIDR_MASK = 0xFFFFFFFF << 32
+KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK = 0xFFFF
 
 # attrs of KVM_DEV_ARM_VGIC_GRP_CTRL
 KVM_DEV_ARM_VGIC_CTRL_INIT = 0
@@ -133,6 +161,92 @@ KVM_ARM_VCPU_TIMER_IRQ_HPTIMER = 3
 # --- limits -------------------------------------------------------------------------------
 KVM_MAX_VCPU_IDS = 512  # arm64: vCPU ids 0..511
 VGIC_V5_MAX_CPUS = 512
+VGIC_V5_NR_PRIVATE_IRQS = 64   # final and 7.4 (the v2/v3 postings had 128)
+VGIC_V5_DEFAULT_NR_SPIS = 32   # 7.4: NR_IRQS minimum and step, and the default at CTRL_INIT
+VGIC_V5_MAX_NR_SPIS = 1024     # 7.4
+
+
+def sys_reg(op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
+    """The 16-bit system register encoding CPU_SYSREGS attrs carry (Op0 15:14, Op1 13:11,
+    CRn 10:7, CRm 6:3, Op2 2:0).
+
+    >>> hex(sys_reg(3, 0, 12, 10, 4))
+    '0xc654'
+    """
+    for name, value, width in (("op0", op0, 2), ("op1", op1, 3), ("crn", crn, 4),
+                               ("crm", crm, 4), ("op2", op2, 3)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"{name} {value} does not fit in {width} bits")
+    return op0 << 14 | op1 << 11 | crn << 7 | crm << 3 | op2
+
+
+# The GICv5 CPU-interface registers (arch/arm64/tools/sysreg), as sys_reg encodings.
+SYS_ICC_ICSR_EL1 = sys_reg(3, 0, 12, 10, 4)
+SYS_ICC_IAFFIDR_EL1 = sys_reg(3, 0, 12, 10, 5)
+SYS_ICC_PPI_ENABLER0_EL1 = sys_reg(3, 0, 12, 10, 6)
+SYS_ICC_PPI_ENABLER1_EL1 = sys_reg(3, 0, 12, 10, 7)
+SYS_ICC_PPI_CACTIVER0_EL1 = sys_reg(3, 0, 12, 13, 0)
+SYS_ICC_PPI_SACTIVER0_EL1 = sys_reg(3, 0, 12, 13, 2)
+SYS_ICC_PPI_SACTIVER1_EL1 = sys_reg(3, 0, 12, 13, 3)
+SYS_ICC_PPI_CPENDR0_EL1 = sys_reg(3, 0, 12, 13, 4)
+SYS_ICC_PPI_SPENDR0_EL1 = sys_reg(3, 0, 12, 13, 6)
+SYS_ICC_PPI_SPENDR1_EL1 = sys_reg(3, 0, 12, 13, 7)
+# ICC_PPI_PRIORITYR0..15_EL1: 0..7 are CRm 14, 8..15 CRm 15, Op2 = n % 8.
+SYS_ICC_PPI_PRIORITYR = tuple(sys_reg(3, 0, 12, 14 + n // 8, n % 8) for n in range(16))
+SYS_ICC_APR_EL1 = sys_reg(3, 1, 12, 0, 0)
+SYS_ICC_CR0_EL1 = sys_reg(3, 1, 12, 0, 1)
+SYS_ICC_PCR_EL1 = sys_reg(3, 1, 12, 0, 2)
+SYS_ICC_HAPR_EL1 = sys_reg(3, 1, 12, 0, 3)
+SYS_ICC_CTLR_EL1 = sys_reg(3, 0, 12, 12, 4)  # GICv3's: not a V5 register (ENXIO / ENOENT)
+
+# Every register the 7.4 kernel's CPU_SYSREGS table accepts (gic_v5_icc_reg_descs), by name,
+# in the table's order: what a VMM saves and restores per vCPU.
+CPU_SYSREGS_74: dict[str, int] = {
+    "ICC_ICSR_EL1": SYS_ICC_ICSR_EL1,
+    "ICC_PPI_ENABLER0_EL1": SYS_ICC_PPI_ENABLER0_EL1,
+    "ICC_PPI_ENABLER1_EL1": SYS_ICC_PPI_ENABLER1_EL1,
+    "ICC_PPI_SACTIVER0_EL1": SYS_ICC_PPI_SACTIVER0_EL1,
+    "ICC_PPI_SACTIVER1_EL1": SYS_ICC_PPI_SACTIVER1_EL1,
+    "ICC_PPI_SPENDR0_EL1": SYS_ICC_PPI_SPENDR0_EL1,
+    "ICC_PPI_SPENDR1_EL1": SYS_ICC_PPI_SPENDR1_EL1,
+    **{f"ICC_PPI_PRIORITYR{n}_EL1": SYS_ICC_PPI_PRIORITYR[n] for n in range(16)},
+    "ICC_APR_EL1": SYS_ICC_APR_EL1,
+    "ICC_CR0_EL1": SYS_ICC_CR0_EL1,
+    "ICC_PCR_EL1": SYS_ICC_PCR_EL1,
+}
+
+
+def vcpu_mpidr(vcpu_id: int) -> int:
+    """The affinity fields of a vCPU's MPIDR_EL1 as KVM's reset_mpidr derives them from its id
+    (Aff0 = id bits 3:0, Aff1 = bits 11:4, Aff2 = bits 19:12; Aff3 0), in MPIDR bit positions.
+
+    >>> hex(vcpu_mpidr(17))
+    '0x101'
+    """
+    if isinstance(vcpu_id, bool) or not isinstance(vcpu_id, int):
+        raise TypeError(f"vcpu_id must be an int, not {type(vcpu_id).__name__}")
+    if not 0 <= vcpu_id < 1 << 20:
+        raise ValueError(f"vcpu_id {vcpu_id} does not fit in Aff0..Aff2 (0..2**20-1)")
+    return (vcpu_id & 0xF) | ((vcpu_id >> 4) & 0xFF) << 8 | ((vcpu_id >> 12) & 0xFF) << 16
+
+
+def cpu_sysreg_attr(vcpu_id: int, reg: int) -> int:
+    """The KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS attr of register ``reg`` (a sys_reg encoding) of the
+    vCPU with id ``vcpu_id``: its MPIDR affinity (VGIC_TO_MPIDR's layout: Aff0 in bits 39:32,
+    Aff1 47:40, Aff2 55:48, Aff3 63:56) and the encoding in bits 15:0.
+
+    >>> hex(cpu_sysreg_attr(17, SYS_ICC_PCR_EL1))
+    '0x1010000ce02'
+    """
+    mpidr = vcpu_mpidr(vcpu_id)
+    if isinstance(reg, bool) or not isinstance(reg, int):
+        raise TypeError(f"reg must be an int, not {type(reg).__name__}")
+    if not 0 <= reg <= KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK:
+        raise ValueError(f"reg {reg} is not a 16-bit sysreg encoding")
+    aff = (mpidr & 0xFFFFFF) | ((mpidr >> 32) & 0xFF) << 24
+    return aff << KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT | reg
 
 
 def irq_word(irq_type: int, vcpu_id: int, irq_id: int) -> int:

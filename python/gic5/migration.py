@@ -1,0 +1,164 @@
+"""Save and restore a V5 VM's interrupt state through the UAPI, as a VMM migrates it (7.4).
+
+``save_state(vm)`` reads everything a VMM saves of the V5 PPI state: the device attributes
+(the IRS base address, NR_IRQS) and, per vCPU, every register of the CPU_SYSREGS table plus
+the vCPU attributes that name its PPIs (the timer and PMU interrupt numbers).
+``restore_state(vm, state)`` replays it on a fresh VM in the kernel's documented restore
+order (Documentation/virt/kvm/devices/arm-vgic-v5.rst, 7.4) and returns the vCPUs it created.
+
+Rules this module keeps:
+- It works through the public calls only (create_vcpu / create_device / has_attr / get_attr /
+  set_attr), on either backend, so it doubles as a worked example of the save/restore
+  sequence; every kernel refusal comes out as that call's OSError, nothing is caught.
+- The state is plain data (ints, bools, strs, lists and dicts: JSON-serialisable), with the
+  register names of ``uapi.CPU_SYSREGS_74`` as keys; ``save_state`` of a restored VM equals
+  the state it was restored from.
+- Restore order: the vCPUs in the saved creation order (IAFFID is the vCPU id and KVM's
+  per-vCPU doorbells follow the creation index, so ids and order both matter), the V5
+  device, ADDR (IRS base), NR_IRQS, each vCPU's timer / PMU interrupt numbers, CTRL_INIT,
+  each PMU vCPU's PMU_V3_INIT (which needs CTRL_INIT on V5), then the CPU_SYSREGS of every
+  vCPU. No vCPU may have run before the registers are written (the kernel refuses with
+  EBUSY), and the registers need CTRL_INIT first (EBUSY too).
+- What the UAPI does not carry is not in the state: the timers' and the PMU's output lines
+  belong to their own save/restore (the timer registers through KVM_{GET,SET}_ONE_REG); the
+  VMM re-drives them on the destination. SPI state (the IST) and the IRS registers are not
+  modelled yet (KVM_DEV_ARM_VGIC_GRP_IST / IRS_REGS raise NotImplementedError).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import numpy as np
+
+from . import uapi
+
+__all__ = ["save_state", "restore_state", "STATE_FORMAT"]
+
+# The layout of the dict save_state returns; restore_state refuses any other.
+STATE_FORMAT = "gic5.vgic-v5-state/1"
+
+_TIMER_ATTRS = {"vtimer": uapi.KVM_ARM_VCPU_TIMER_IRQ_VTIMER,
+                "ptimer": uapi.KVM_ARM_VCPU_TIMER_IRQ_PTIMER}
+
+
+def _get_u64(obj: Any, group: int, attr: int) -> int:
+    buf = np.zeros(1, dtype=np.uint64)
+    obj.get_attr(group, attr, buf)
+    return int(buf[0])
+
+
+def _get_u32(obj: Any, group: int, attr: int) -> int:
+    buf = np.zeros(1, dtype=np.uint32)
+    obj.get_attr(group, attr, buf)
+    return int(buf[0])
+
+
+def _set_u64(obj: Any, group: int, attr: int, value: int) -> None:
+    obj.set_attr(group, attr, np.array([value], dtype=np.uint64))
+
+
+def _set_u32(obj: Any, group: int, attr: int, value: int) -> None:
+    obj.set_attr(group, attr, np.array([value], dtype=np.uint32))
+
+
+def save_state(vm: Any) -> dict[str, Any]:
+    """The V5 VM's saved interrupt state, read through the UAPI (see the module docstring).
+
+    Needs the V5 device and CTRL_INIT (CPU_SYSREGS answers EBUSY before it) and no vCPU
+    inside run() (EBUSY: KVM locks every vCPU for the register reads). A VM without a device
+    is a ValueError.
+    """
+    dev = vm.device
+    if dev is None:
+        raise ValueError("save_state needs a VM with the V5 VGIC device (KVM_CREATE_DEVICE)")
+    state: dict[str, Any] = {
+        "format": STATE_FORMAT,
+        "device": {
+            "irs_base": _get_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_ADDR,
+                                 uapi.KVM_VGIC_V5_ADDR_TYPE_IRS),
+            "nr_irqs": _get_u32(dev, uapi.KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0),
+        },
+        "vcpus": [],
+    }
+    for vcpu in vm.vcpus:  # creation order
+        timers = {name: _get_u32(vcpu, uapi.KVM_ARM_VCPU_TIMER_CTRL, attr)
+                  for name, attr in _TIMER_ATTRS.items()}
+        pmu_irq = None
+        if vcpu.pmu:
+            try:
+                pmu_irq = _get_u32(vcpu, uapi.KVM_ARM_VCPU_PMU_V3_CTRL,
+                                   uapi.KVM_ARM_VCPU_PMU_V3_IRQ)
+            except OSError as exc:  # never set (a PMU vCPU without PMU_V3_INIT yet)
+                if exc.errno != errno.ENXIO:
+                    raise
+        sysregs = {name: _get_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS,
+                                  uapi.cpu_sysreg_attr(vcpu.vcpu_id, enc))
+                   for name, enc in uapi.CPU_SYSREGS_74.items()}
+        state["vcpus"].append({"vcpu_id": vcpu.vcpu_id, "el2": bool(vcpu.el2),
+                               "pmu": bool(vcpu.pmu), "timer_irqs": timers,
+                               "pmu_irq": pmu_irq, "sysregs": sysregs})
+    return state
+
+
+def _check_state(state: Any) -> None:
+    # Python misuse of restore_state: a state that save_state cannot have produced.
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a saved V5 state (format {STATE_FORMAT!r} expected)")
+    dev = state.get("device")
+    if not isinstance(dev, dict) or set(dev) != {"irs_base", "nr_irqs"}:
+        raise ValueError("state['device'] must hold exactly 'irs_base' and 'nr_irqs'")
+    vcpus = state.get("vcpus")
+    if not isinstance(vcpus, list):
+        raise ValueError("state['vcpus'] must be a list")
+    ids = set()
+    for i, v in enumerate(vcpus):
+        if not isinstance(v, dict) or set(v) != {"vcpu_id", "el2", "pmu", "timer_irqs",
+                                                  "pmu_irq", "sysregs"}:
+            raise ValueError(f"state['vcpus'][{i}] is not a saved vCPU")
+        if v["vcpu_id"] in ids:
+            raise ValueError(f"vCPU id {v['vcpu_id']} appears twice")
+        ids.add(v["vcpu_id"])
+        if set(v["sysregs"]) != set(uapi.CPU_SYSREGS_74):
+            raise ValueError(f"state['vcpus'][{i}]['sysregs'] must name exactly the 7.4 "
+                             "CPU_SYSREGS registers (uapi.CPU_SYSREGS_74)")
+        if set(v["timer_irqs"]) != set(_TIMER_ATTRS):
+            raise ValueError(f"state['vcpus'][{i}]['timer_irqs'] must name vtimer and ptimer")
+
+
+def restore_state(vm: Any, state: dict[str, Any]) -> list[Any]:
+    """Replay ``state`` (from save_state) on the fresh VM ``vm``; the vCPUs it created, in
+    vCPU-id order.
+
+    ``vm`` must have no vCPU yet (ValueError otherwise); it may already have the V5 device
+    (kvmtool creates it first), else it is created after the vCPUs. Each step is the public
+    call the kernel answers; an OSError stops the restore where the kernel refused.
+    """
+    _check_state(state)
+    if vm.vcpus:
+        raise ValueError("restore_state needs a fresh VM: this one already has vCPUs")
+    vcpus = [vm.create_vcpu(v["vcpu_id"], el2=v["el2"], pmu=v["pmu"])
+             for v in state["vcpus"]]
+    dev = vm.device if vm.device is not None else vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    saved_dev = state["device"]
+    if saved_dev["irs_base"] != uapi.VGIC_ADDR_UNDEF:
+        _set_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS,
+                 saved_dev["irs_base"])
+    if saved_dev["nr_irqs"]:
+        _set_u32(dev, uapi.KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, saved_dev["nr_irqs"])
+    for vcpu, saved in zip(vcpus, state["vcpus"], strict=True):
+        for name, attr in _TIMER_ATTRS.items():
+            _set_u32(vcpu, uapi.KVM_ARM_VCPU_TIMER_CTRL, attr, saved["timer_irqs"][name])
+        if saved["pmu_irq"] is not None:
+            _set_u32(vcpu, uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_IRQ,
+                     saved["pmu_irq"])
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    for vcpu, saved in zip(vcpus, state["vcpus"], strict=True):
+        if saved["pmu_irq"] is not None:
+            vcpu.set_attr(uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_INIT)
+    for vcpu, saved in zip(vcpus, state["vcpus"], strict=True):
+        for name, enc in uapi.CPU_SYSREGS_74.items():
+            _set_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS,
+                     uapi.cpu_sysreg_attr(vcpu.vcpu_id, enc), saved["sysregs"][name])
+    return sorted(vcpus, key=lambda v: v.vcpu_id)
