@@ -53,7 +53,7 @@ with atheris.instrument_imports():
     from differential import cpu_view, known, outcome, vcpu_view
     from gic5.storm import StormConfig, build_vms
 
-PROFILES = ("v2", "v3", "final")
+PROFILES = ("v2", "v3", "final", "7.4")
 HOSTS = [(True, None), (False, None), (True, (2**64 - 1, 2**64 - 1)), (True, (0x48800000, 5))]
 PREBUILDS = ["bare", "vcpus", "device", "inited", "ran", "running"]
 CPU_METHODS = [
@@ -76,7 +76,7 @@ def call(fn):
 
 class Pair:
     def __init__(self, fdp):
-        self.profile = PROFILES[fdp.ConsumeIntInRange(0, 2)]
+        self.profile = PROFILES[fdp.ConsumeIntInRange(0, len(PROFILES) - 1)]
         pmu, impl = HOSTS[fdp.ConsumeIntInRange(0, len(HOSTS) - 1)]
         prebuild = PREBUILDS[fdp.ConsumeIntInRange(0, len(PREBUILDS) - 1)]
         self.lib = gic5.Kvm(gic5.Host(pmu=pmu, impl_ppis=impl), profile=self.profile).create_vm()
@@ -88,6 +88,10 @@ class Pair:
             self.same("create_vcpu", lambda s: s.create_vcpu(vid, pmu=p), keep="vcpu")
         if prebuild in ("device", "inited", "ran", "running"):
             self.same("create_device", lambda s: s.create_device(16), keep="dev")
+            if self.profile == "7.4" and self.dev and fdp.ConsumeIntInRange(0, 7):
+                base = (0x8000000).to_bytes(8, sys.byteorder)  # the IRS base a 7.4 VMM sets
+                self.both("irs base", lambda: self.dev[0].set_attr(0, 6, base),
+                          lambda: self.dev[1].set_attr(0, 6, base))
         if prebuild in ("inited", "ran", "running") and self.dev:
             self.both("init", lambda: self.dev[0].set_attr(4, 0), lambda: self.dev[1].set_attr(4, 0))
             if pmu and len(self.vcpus) > 1:
@@ -133,7 +137,7 @@ class Pair:
     def enter(self, i):
         lctx, rctx = self.vcpus[i][0].run(), self.vcpus[i][1].run()
         lo, lcpu, rcpu = self.both(f"run({i})", lctx.__enter__, rctx.__enter__,
-                                   may_change=(errno.EBUSY, errno.EINVAL))
+                                   may_change=(errno.EBUSY, errno.EINVAL, errno.ENXIO))
         if lo[0] == "ok":
             self.run = (lctx, rctx, lcpu, rcpu)
 
