@@ -57,8 +57,9 @@ cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
 cdef inline mask128 phys_lines(const vcpu_t* v) noexcept nogil:
     # vgic_get_phys_line_level of the hardware-mapped PPIs: the direct timers' output lines
     # (vtimer -> PPI 27, ptimer -> PPI 30), as recorded in timer_level.
-    return mask_make(((<uint64_t>(v.timer_level & 1)) << PPI_CNTV)
-                     | ((<uint64_t>((v.timer_level >> 1) & 1)) << PPI_CNTP), 0)
+    # (timer_level bit 0 -> bit 27, bit 1 -> bit 30: two masks and two shifts)
+    cdef uint64_t t = v.timer_level
+    return mask_make(((t & 1) << PPI_CNTV) | ((t & 2) << (PPI_CNTP - 1)), 0)
 
 
 cdef inline mask128 irq_is_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
@@ -357,8 +358,9 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
     else:
         # final: for_each_visible_v5_ppi, bit := irq_is_pending; an edge's latch is then
         # cleared (170a77b4185a "Transfer edge pending state to ICH_PPI_PENDRx_EL2").
+        # irq_is_pending, not kvm_pending: a hw PPI's bit is dropped below (~DVIR) either way.
         e = exposed_of(vm, v)
-        pend = bitmap_and(kvm_pending(vm, v), e)
+        pend = bitmap_and(irq_is_pending(vm, v), e)
         if vm.prof.clear_edge_latch_on_entry:
             v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, vm.edge_cfg))
     # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").

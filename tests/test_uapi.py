@@ -84,7 +84,73 @@ CONSTANTS = {
     # limits
     "KVM_MAX_VCPU_IDS": 512,
     "VGIC_V5_MAX_CPUS": 512,
+    # 7.4 (arch/arm64/include/uapi/asm/kvm.h @ 71091136d145; GRP_IST from the kvmtool header
+    # sync; the NR_IRQS limits from the selftest and the doc)
+    "KVM_DEV_ARM_VGIC_GRP_IRS_REGS": 10,
+    "KVM_DEV_ARM_VGIC_GRP_IST": 11,
+    "KVM_VGIC_V5_ADDR_TYPE_IRS": 6,
+    "KVM_VGIC_V5_IRS_SIZE": 0x20000,
+    "VGIC_ADDR_UNDEF": 2**64 - 1,
+    "VGIC_V5_NR_PRIVATE_IRQS": 64,
+    "VGIC_V5_DEFAULT_NR_SPIS": 32,
+    "VGIC_V5_MAX_NR_SPIS": 1024,
+    "KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT": 32,
+    "KVM_DEV_ARM_VGIC_V3_MPIDR_MASK": 0xFFFFFFFF00000000,
+    "KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK": 0xFFFF,
 }
+
+# The GICv5 CPU-interface registers as MSR/MRS encode them (binutils' GICv5 system-register
+# test, d5 18/38 ... words decoded to Op0:Op1:CRn:CRm:Op2) as a 16-bit sysreg attr.
+SYSREG_ENCODINGS = {
+    "SYS_ICC_ICSR_EL1": 0xC654, "SYS_ICC_IAFFIDR_EL1": 0xC655,
+    "SYS_ICC_PPI_ENABLER0_EL1": 0xC656, "SYS_ICC_PPI_ENABLER1_EL1": 0xC657,
+    "SYS_ICC_PPI_CACTIVER0_EL1": 0xC668, "SYS_ICC_PPI_SACTIVER0_EL1": 0xC66A,
+    "SYS_ICC_PPI_SACTIVER1_EL1": 0xC66B, "SYS_ICC_PPI_CPENDR0_EL1": 0xC66C,
+    "SYS_ICC_PPI_SPENDR0_EL1": 0xC66E, "SYS_ICC_PPI_SPENDR1_EL1": 0xC66F,
+    "SYS_ICC_APR_EL1": 0xCE00, "SYS_ICC_CR0_EL1": 0xCE01, "SYS_ICC_PCR_EL1": 0xCE02,
+    "SYS_ICC_HAPR_EL1": 0xCE03, "SYS_ICC_CTLR_EL1": 0xC664,
+}
+
+
+@pytest.mark.parametrize("name, value", sorted(SYSREG_ENCODINGS.items()))
+def test_sysreg_encoding(name, value):
+    assert getattr(uapi, name) == value
+
+
+def test_priorityr_encodings_and_the_74_register_table():
+    """ICC_PPI_PRIORITYR0..7_EL1 are CRm 14, 8..15 CRm 15 (Op2 = n % 8); the 7.4 CPU_SYSREGS
+    table (gic_v5_icc_reg_descs) has exactly 26 registers."""
+    assert uapi.SYS_ICC_PPI_PRIORITYR == tuple(
+        [0xC670 + n for n in range(8)] + [0xC678 + n for n in range(8)])
+    assert len(uapi.CPU_SYSREGS_74) == 26
+    assert set(uapi.CPU_SYSREGS_74.values()) == {
+        0xC654, 0xC656, 0xC657, 0xC66A, 0xC66B, 0xC66E, 0xC66F, 0xCE00, 0xCE01, 0xCE02,
+        *range(0xC670, 0xC680)}
+
+
+def test_vcpu_mpidr_and_sysreg_attr():
+    """reset_mpidr: Aff0 = id[3:0], Aff1 = id[11:4], Aff2 = id[19:12]; the CPU_SYSREGS attr
+    carries it VGIC_TO_MPIDR's way (Aff0 in bits 39:32 ... Aff3 63:56) above the encoding."""
+    assert uapi.vcpu_mpidr(0) == 0 and uapi.vcpu_mpidr(15) == 0xF
+    assert uapi.vcpu_mpidr(16) == 0x100 and uapi.vcpu_mpidr(511) == 0x1F0F
+    assert uapi.vcpu_mpidr(4096) == 0x10000
+    assert uapi.cpu_sysreg_attr(17, 0xCE02) == 0x0101 << 32 | 0xCE02
+    assert uapi.cpu_sysreg_attr(4096, 0xC654) == 0x010000 << 32 | 0xC654
+    assert uapi.sys_reg(3, 1, 12, 0, 2) == 0xCE02
+
+
+@pytest.mark.parametrize("call, exc", [
+    (lambda: uapi.vcpu_mpidr(-1), ValueError), (lambda: uapi.vcpu_mpidr(1 << 20), ValueError),
+    (lambda: uapi.vcpu_mpidr(True), TypeError), (lambda: uapi.cpu_sysreg_attr(0, 1 << 16),
+                                                 ValueError),
+    (lambda: uapi.cpu_sysreg_attr(0, "ICSR"), TypeError), (lambda: uapi.sys_reg(4, 0, 0, 0, 0),
+                                                           ValueError),
+    (lambda: uapi.sys_reg(3, 0, 16, 0, 0), ValueError), (lambda: uapi.sys_reg(3, 0, 0, 0, 1.0),
+                                                          TypeError),
+])
+def test_sysreg_helpers_refuse(call, exc):
+    with pytest.raises(exc):
+        call()
 
 
 @pytest.mark.parametrize("name, value", sorted(CONSTANTS.items()))
