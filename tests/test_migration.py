@@ -148,11 +148,19 @@ def test_restore_misuse_and_kernel_refusals():
     state = gic5.save_state(vm)
     with pytest.raises(ValueError, match="fresh VM"):
         gic5.restore_state(vm, state)
+    v0 = state["vcpus"][0]
     for bad in ({}, {**state, "format": "x"}, {**state, "vcpus": "no"},
                 {**state, "device": {"irs_base": 0}},
-                {**state, "vcpus": [state["vcpus"][0], state["vcpus"][0]]}):
+                {**state, "device": {"irs_base": -1, "nr_irqs": 64}},
+                {**state, "vcpus": [v0, v0]},
+                {**state, "vcpus": [{**v0, "pmu": 1}]},
+                {**state, "vcpus": [{**v0, "sysregs": {**v0["sysregs"], "ICC_APR_EL1": 2**64}}]},
+                {**state, "vcpus": [{**v0, "timer_irqs": {"vtimer": "27", "ptimer": 30}}]},
+                {**state, "vcpus": [state["vcpus"][1], {**v0, "pmu_irq": 1.5}]}):
+        target = new_vm()
         with pytest.raises(ValueError):
-            gic5.restore_state(new_vm(), bad)
+            gic5.restore_state(target, bad)
+        assert target.vcpus == () and target.device is None  # nothing was created
     with pytest.raises(ValueError, match="V5 VGIC device"):
         gic5.save_state(new_vm())
     with pytest.raises(OSError) as info:

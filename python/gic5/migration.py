@@ -102,13 +102,20 @@ def save_state(vm: Any) -> dict[str, Any]:
     return state
 
 
+def _is_uint(value: Any, bits: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << bits
+
+
 def _check_state(state: Any) -> None:
-    # Python misuse of restore_state: a state that save_state cannot have produced.
+    # Python misuse of restore_state: a state that save_state cannot have produced. Checked
+    # whole before the first call, so a bad state changes nothing.
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"not a saved V5 state (format {STATE_FORMAT!r} expected)")
     dev = state.get("device")
     if not isinstance(dev, dict) or set(dev) != {"irs_base", "nr_irqs"}:
         raise ValueError("state['device'] must hold exactly 'irs_base' and 'nr_irqs'")
+    if not _is_uint(dev["irs_base"], 64) or not _is_uint(dev["nr_irqs"], 32):
+        raise ValueError("state['device']: irs_base must be a u64 and nr_irqs a u32")
     vcpus = state.get("vcpus")
     if not isinstance(vcpus, list):
         raise ValueError("state['vcpus'] must be a list")
@@ -117,14 +124,21 @@ def _check_state(state: Any) -> None:
         if not isinstance(v, dict) or set(v) != {"vcpu_id", "el2", "pmu", "timer_irqs",
                                                   "pmu_irq", "sysregs"}:
             raise ValueError(f"state['vcpus'][{i}] is not a saved vCPU")
-        if v["vcpu_id"] in ids:
-            raise ValueError(f"vCPU id {v['vcpu_id']} appears twice")
+        if not _is_uint(v["vcpu_id"], 64) or v["vcpu_id"] in ids:
+            raise ValueError(f"state['vcpus'][{i}]: vcpu_id {v['vcpu_id']!r} is not a new id")
         ids.add(v["vcpu_id"])
-        if set(v["sysregs"]) != set(uapi.CPU_SYSREGS_74):
-            raise ValueError(f"state['vcpus'][{i}]['sysregs'] must name exactly the 7.4 "
-                             "CPU_SYSREGS registers (uapi.CPU_SYSREGS_74)")
-        if set(v["timer_irqs"]) != set(_TIMER_ATTRS):
-            raise ValueError(f"state['vcpus'][{i}]['timer_irqs'] must name vtimer and ptimer")
+        if not isinstance(v["el2"], bool) or not isinstance(v["pmu"], bool):
+            raise ValueError(f"state['vcpus'][{i}]: el2 and pmu must be bools")
+        if not isinstance(v["sysregs"], dict) or set(v["sysregs"]) != set(uapi.CPU_SYSREGS_74) \
+                or not all(_is_uint(x, 64) for x in v["sysregs"].values()):
+            raise ValueError(f"state['vcpus'][{i}]['sysregs'] must map exactly the 7.4 "
+                             "CPU_SYSREGS registers (uapi.CPU_SYSREGS_74) to u64 values")
+        if not isinstance(v["timer_irqs"], dict) or set(v["timer_irqs"]) != set(_TIMER_ATTRS) \
+                or not all(_is_uint(x, 32) for x in v["timer_irqs"].values()):
+            raise ValueError(f"state['vcpus'][{i}]['timer_irqs'] must map vtimer and ptimer "
+                             "to u32 values")
+        if v["pmu_irq"] is not None and not _is_uint(v["pmu_irq"], 32):
+            raise ValueError(f"state['vcpus'][{i}]['pmu_irq'] must be None or a u32")
 
 
 def restore_state(vm: Any, state: dict[str, Any]) -> list[Any]:
