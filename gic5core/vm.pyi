@@ -17,6 +17,8 @@ def batch_arrays(
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
     """irq_line_batch's arguments as equal-length uint32 arrays (ValueError/TypeError)."""
 
+def check_irs_host(max_vpes: int, ipa_bits: int) -> None:
+    """ValueError unless max_vpes is a power of two 2..65536 and ipa_bits is 32..52."""
 def vcpu_state_size(profile: str = "final") -> int:
     """Bytes of C state create_vcpu allocates per vCPU on ``profile`` (sized by its PPI count)."""
 

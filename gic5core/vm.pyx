@@ -21,7 +21,8 @@
 # - Different VMs share nothing: threads working on different VMs never contend.
 
 """VmCore: one VM's KVM-side state and its ioctl-shaped operations (gic5.Vm subclasses it);
-vcpu_state_size(profile), as_u32_array(values, name) and batch_arrays(irqs, levels).
+vcpu_state_size(profile), as_u32_array(values, name), batch_arrays(irqs, levels) and
+check_irs_host(max_vpes, ipa_bits).
 """
 
 from libc.stdint cimport int32_t, uint32_t, uint64_t
@@ -101,6 +102,17 @@ def batch_arrays(irqs, levels):
     if w.shape[0] != lv.shape[0]:
         raise ValueError(f"irqs and levels differ in length ({w.shape[0]} != {lv.shape[0]})")
     return w, lv
+
+
+def check_irs_host(max_vpes, ipa_bits):
+    """check_irs_host(max_vpes, ipa_bits) -> None: the one rule for the host's IRS inputs
+    (gic5.Host and VmCore both apply it): max_vpes is 2 ** (IRS_IDR4.VPE_ID_BITS + 1), a power
+    of two 2..65536; ipa_bits an arm64 guest IPA size, 32..52. ValueError otherwise."""
+    if not 2 <= max_vpes <= 65536 or max_vpes & (max_vpes - 1):
+        raise ValueError(f"max_vpes must be a power of two 2..65536 (2 ** (IRS_IDR4."
+                         f"VPE_ID_BITS + 1)), not {max_vpes}")
+    if not 32 <= ipa_bits <= 52:
+        raise ValueError(f"ipa_bits must be 32..52 (an arm64 guest IPA size), not {ipa_bits}")
 
 
 cdef inline tuple words(mask128 m):
@@ -192,11 +204,7 @@ cdef class VmCore:
                  bint lpi_domain=True, unsigned int ipa_bits=40, bint gcie_legacy=False):
         if self.vm.nr_vcpus or self.vm.has_device:
             raise RuntimeError("a VmCore's profile and host are fixed once it has state")
-        if max_vpes < 2 or max_vpes > 65536 or (max_vpes & (max_vpes - 1)):
-            raise ValueError(f"max_vpes must be a power of two 2..65536 (2 ** (IRS_IDR4."
-                             f"VPE_ID_BITS + 1)), not {max_vpes}")
-        if not 32 <= ipa_bits <= 52:
-            raise ValueError(f"ipa_bits must be 32..52 (an arm64 IPA size), not {ipa_bits}")
+        check_irs_host(max_vpes, ipa_bits)
         self._configure(profile, host_pmu, impl0, impl1, max_vpes, lpi_domain, ipa_bits,
                         gcie_legacy)
 

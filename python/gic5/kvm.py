@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, NamedTuple, overload
 
 from gic5core import PROFILE_DATA as _PROFILE_DATA
 from gic5core import CpuIf, VmCore, check
+from gic5core.vm import check_irs_host
 from gic5core import PROFILES as _CORE_PROFILES
 
 from . import kvmdev, uapi
@@ -87,12 +88,8 @@ class Host:
                  gcie_legacy: bool = False) -> None:
         self._pmu = _flag(pmu, "pmu")
         max_vpes = _index(max_vpes, "max_vpes")
-        if not 2 <= max_vpes <= 65536 or max_vpes & (max_vpes - 1):
-            raise ValueError(f"max_vpes must be a power of two 2..65536 (2 ** (IRS_IDR4."
-                             f"VPE_ID_BITS + 1)), not {max_vpes}")
         ipa_bits = _index(ipa_bits, "ipa_bits")
-        if not 32 <= ipa_bits <= 52:
-            raise ValueError(f"ipa_bits must be 32..52 (an arm64 guest IPA size), not {ipa_bits}")
+        check_irs_host(max_vpes, ipa_bits)  # the core's rule, checked before any VM exists
         self._max_vpes = max_vpes
         self._ipa_bits = ipa_bits
         self._lpi_domain = _flag(lpi_domain, "lpi_domain")

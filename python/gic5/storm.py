@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gic5core import PATTERNS, storm_run, vcpu_state_size
+from gic5core import PATTERNS, PROFILE_DATA, storm_run, vcpu_state_size
 
 from . import uapi
 from .kvm import PROFILES, Kvm, Vm
@@ -109,7 +109,7 @@ def build_vms(cfg: StormConfig) -> list[Vm]:
         vcpus = [vm.create_vcpu(i, pmu=cfg.pmu) for i in range(cfg.vcpus)]
         dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
         assert dev is not None  # only KVM_CREATE_DEVICE_TEST returns None
-        if cfg.profile == "7.4":
+        if PROFILE_DATA[cfg.profile]["irs_uapi"]:  # 7.4: the first run needs the IRS base
             dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS,
                          IRS_BASE.to_bytes(8, sys.byteorder))
         dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
