@@ -21,8 +21,11 @@ from gic5core.mask cimport mask128, test_bit
 from gic5core.state cimport vm_t, vcpu_t, gic5_lock, gic5_unlock, PPI_INTID_BASE
 from gic5core.ppi cimport (exposed_of, guest_pending, image_priority, image_set_priority,
                            cpu_cdia, cpu_cdeoi, cpu_cddi, fold, put_wfi, has_pending, flush,
-                           vcpu_load,
+                           vcpu_load, serve_requests,
                            VMCR_EN, VMCR_VPMR_SHIFT, PRIO_MASK)
+from gic5core.ist cimport ISTE_ENABLE, ISTE_PENDING, ISTE_HM, SPI_INTID_BASE
+from gic5core.irs cimport (cd_spi, cd_priority, cd_affinity, cd_flag, cd_rcfg, irs_mmio_read,
+                           irs_mmio_write, irs_region, IRS_FRAME)
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
 from gic5core.errors import UndefinedInstruction
@@ -116,6 +119,7 @@ cdef class CpuIf:
             # enabled). final: ENABLER1 (an odd Op2) is accepted and ignored.
             v.ich_enabler.w[k] = val & e.w[k]
             v.enabled.w[k] = (v.enabled.w[k] & ~e.w[k]) | v.ich_enabler.w[k]
+        serve_requests(vm, v)
         flush(vm, v)  # and the guest is entered again
         self.leave()
 
@@ -175,6 +179,7 @@ cdef class CpuIf:
         else:
             target.w[k] &= ~val
         if vm.prof.trap_wide:
+            serve_requests(vm, v)
             flush(vm, v)
         self.leave()
 
@@ -211,6 +216,7 @@ cdef class CpuIf:
             e = exposed_of(vm, v)
             if test_bit(p, &e):
                 image_set_priority(vm, v, p, pr)
+            serve_requests(vm, v)
             flush(vm, v)
         elif test_bit(p, &vm.impl):
             image_set_priority(vm, v, p, pr)  # v3/final: hardware, implemented PPIs only
@@ -255,7 +261,8 @@ cdef class CpuIf:
         cdef vm_t* vm = &self.core.vm
         cdef uint64_t r = v.vcpu_id & 0xffff
         fold(vm, v)   # the trap is an exit (every profile traps it: v2, v3 ignore writes,
-        flush(vm, v)  # final and 7.4 UNDEF them), the handler, an entry
+        serve_requests(vm, v)  # final and 7.4 UNDEF them), the handler, an entry
+        flush(vm, v)
         self.leave()
         return r
 
@@ -269,13 +276,151 @@ cdef class CpuIf:
         return r
 
     def cdia(self):
-        """cdia() -> INTID or None: acknowledge the best deliverable PPI."""
+        """cdia() -> INTID or None: GICR CDIA, acknowledge the best deliverable interrupt: a
+        PPI (0x20000000 | n) or, on 7.4 with the guest's IRS enabled, an SPI (0x60000000 | n);
+        the PPI wins a priority tie."""
         cdef vcpu_t* v = self.enter()
-        cdef int ppi = cpu_cdia(&self.core.vm, v)
+        cdef int r = cpu_cdia(&self.core.vm, v)
         self.leave()
-        if ppi < 0:
+        if r < 0:
             return None
-        return PPI_INTID_BASE + ppi
+        if r >= SPI_INTID_BASE:
+            return r
+        return PPI_INTID_BASE + r
+
+    # --- the IRS's interrupts: GIC CD* (hardware; 7.4 has a virtual IRS) --------------------------
+    # Each takes the instruction's INTID (TYPE 31:29, ID 23:0). Only SPIs of the VM's virtual
+    # SPI IST are acted on; LPIs (out of scope), PPIs (not the IRS's) and ids beyond the table
+    # change nothing, and on a profile without the IRS every one is a no-op (CDRCFG: ICSR.F).
+
+    cdef int cd_target(self, object intid, vcpu_t** vp) except -2:
+        need_int(intid, "intid")
+        if intid < 0 or intid > 0xffffffff:
+            raise ValueError(f"intid must be a 32-bit INTID, not {intid}")
+        vp[0] = self.enter()
+        return cd_spi(&self.core.vm, <uint32_t>intid)
+
+    cdef void cd_set(self, object intid, unsigned int flag, object on) except *:
+        need_int(on, "value")
+        cdef bint b = bool(on)
+        cdef vcpu_t* v
+        cdef int spi = self.cd_target(intid, &v)
+        if spi >= 0:
+            cd_flag(&self.core.vm, spi, flag, b)
+        self.leave()
+
+    def cdpri(self, intid, prio):
+        """cdpri(intid, prio): GIC CDPRI, the priority (0..31, 0 highest) of an SPI; the IRS
+        keeps its implemented high-order bits (host irs_pri_bits)."""
+        need_int(prio, "prio")
+        if prio < 0 or prio > 31:
+            raise ValueError(f"prio must be 0..31 (GIC CDPRI's 5-bit PRIORITY), not {prio}")
+        cdef unsigned int p = prio
+        cdef vcpu_t* v
+        cdef int spi = self.cd_target(intid, &v)
+        if spi >= 0:
+            cd_priority(&self.core.vm, spi, p)
+        self.leave()
+
+    def cdaff(self, intid, iaffid, irm=0):
+        """cdaff(intid, iaffid, irm=0): GIC CDAFF, target an SPI at the vCPU whose vcpu_id is
+        ``iaffid`` (0..0xffff); irm 1 (1-of-N) is not offered and acts as 0."""
+        need_int(iaffid, "iaffid")
+        need_int(irm, "irm")
+        if iaffid < 0 or iaffid > 0xffff:
+            raise ValueError(f"iaffid must be 0..0xffff (16 bits), not {iaffid}")
+        if irm not in (0, 1):
+            raise ValueError(f"irm must be 0 or 1, not {irm}")
+        cdef uint32_t a = iaffid
+        cdef vcpu_t* v
+        cdef int spi = self.cd_target(intid, &v)
+        if spi >= 0:
+            cd_affinity(&self.core.vm, spi, a)
+        self.leave()
+
+    def cden(self, intid):
+        """cden(intid): GIC CDEN, enable an SPI."""
+        self.cd_set(intid, ISTE_ENABLE, True)
+
+    def cddis(self, intid):
+        """cddis(intid): GIC CDDIS, disable an SPI."""
+        self.cd_set(intid, ISTE_ENABLE, False)
+
+    def cdpend(self, intid, pending):
+        """cdpend(intid, pending): GIC CDPEND, set or clear an SPI's pending state."""
+        self.cd_set(intid, ISTE_PENDING, pending)
+
+    def cdhm(self, intid, level):
+        """cdhm(intid, level): GIC CDHM, the handling mode (level true: HM level, the
+        acknowledge leaves it pending; false: edge, the acknowledge consumes it)."""
+        self.cd_set(intid, ISTE_HM, level)
+
+    def cdrcfg(self, intid):
+        """cdrcfg(intid): GIC CDRCFG, ICC_ICSR_EL1 := the interrupt's configuration (F 0,
+        ENABLED 1, PENDING 2, IRM 3, ACTIVE 4, HM 5, PRIORITY 15:11, IAFFID 47:32); F alone
+        for an interrupt the IRS cannot reach. Read it back with read_icsr()."""
+        cdef vcpu_t* v
+        self.cd_target(intid, &v)
+        v.icsr = cd_rcfg(&self.core.vm, <uint32_t>intid)
+        self.leave()
+
+    # --- the IRS config frame by MMIO (7.4) ---------------------------------------------------
+
+    def irs_read(self, offset, size=None):
+        """irs_read(offset, size=None) -> int: a guest load from the IRS region (offset from
+        the IRS base, 0..0x1ffff; size 1, 2, 4 or 8, None = the register's width). An access
+        the region refuses, a gap or the SETLPI frame reads 0. An exit handled in KVM."""
+        return self.irs_access(offset, size, False, 0)
+
+    def irs_write(self, offset, value, size=None):
+        """irs_write(offset, value, size=None): a guest store to the IRS region (as
+        irs_read); refused accesses, read-only registers and gaps ignore it. An IRS_CR0
+        write that changes IRSEN reloads every vCPU (KVM_REQ_RELOAD_GICv5): this one before
+        it re-enters, the others at their next entry."""
+        need_int(value, "value")
+        return self.irs_access(offset, size, True, value)
+
+    cdef object irs_access(self, object offset, object size, bint write, object value):
+        cdef unsigned int base = 0, sz, off
+        cdef uint64_t val = 0, r = 0
+        cdef vcpu_t* v
+        cdef vm_t* vm = &self.core.vm
+        need_int(offset, "offset")
+        if size is None:
+            sz = 4
+            if 0 <= offset < IRS_FRAME and irs_region(offset, &base) == 8 and offset == base:
+                sz = 8
+        else:
+            need_int(size, "size")
+            if size not in (1, 2, 4, 8):
+                raise ValueError(f"size must be 1, 2, 4 or 8 bytes, not {size}")
+            sz = size
+        if offset < 0 or offset + sz > 0x20000:
+            raise ValueError(f"offset {offset} + size {sz} is outside the 128 KiB IRS region "
+                             "(KVM_VGIC_V5_IRS_SIZE)")
+        if write:
+            if value < 0 or value >= (<object>1) << (8 * <object>sz):
+                raise ValueError(f"value {value} does not fit a {sz}-byte access")
+            val = value
+        off = offset
+        if self.closed:
+            raise RuntimeError("the guest is not running: this CpuIf's run() has ended")
+        if not vm.prof.irs_uapi or not vm.has_device:
+            # No IRS iodev (a PPI-only profile, or no V5 device): a guest access to this
+            # address is not KVM's, it exits to userspace (KVM_EXIT_MMIO).
+            raise RuntimeError(f"this VM has no IRS region (profile {self.core.profile!r}"
+                               f"{'' if vm.has_device else ', no V5 device'}): the access "
+                               "would exit to userspace as KVM_EXIT_MMIO")
+        v = self.enter()
+        fold(vm, v)  # the data abort is an exit; io_mem_abort runs the IRS iodev's handler
+        if write:
+            irs_mmio_write(vm, off, sz, val)
+        else:
+            r = irs_mmio_read(vm, off, sz)
+        serve_requests(vm, v)
+        flush(vm, v)
+        self.leave()
+        return None if write else r
 
     def cdeoi(self):
         """cdeoi(): priority drop (clears the highest active priority in APR)."""
@@ -304,6 +449,7 @@ cdef class CpuIf:
         put_wfi(vm, v)
         wake = has_pending(vm, v)
         vcpu_load(vm, v)
+        serve_requests(vm, v)  # check_vcpu_requests in the run loop, after kvm_vcpu_wfi
         flush(vm, v)
         self.leave()
         return wake

@@ -23,9 +23,18 @@ from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PE
                                EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE,
                                EXPOSE_FIRST_RUN_MASKED,
                                WAKE_V2_EXIT_IMAGES, WAKE_V3_SHADOW, PRIO_SYNC_EXPOSED_AT_PUT)
+from gic5core.ist cimport vdpend, ist_candidate, ist_doorbell_eligible, ISTE_ACTIVE, \
+    ISTE_PENDING, ISTE_HM, ist_store, SPI_INTID_BASE
 from gic5core.state cimport (vm_t, vcpu_t, SW_PPI, PPI_INTID_BASE, MAX_VCPUS, OWNER_USERSPACE,
                              OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS, TIMER_VTIMER, TIMER_PTIMER, PPI_CNTV, PPI_CNTP)
+
+cdef enum:
+    CONTEXTR_V_SHIFT = 63        # ICH_CONTEXTR_EL2.V
+    CONTEXTR_IRICHPPIDIS_SHIFT = 61  # the IRS gives no HPPI (the guest's IRS is disabled)
+    CONTEXTR_DB_SHIFT = 60       # request the VPE doorbell while non-resident
+    CONTEXTR_DBPM_SHIFT = 55     # DBPM 59:55: doorbell for priority <= DBPM
+    CONTEXTR_VPE_SHIFT = 32      # VPE 47:32
 
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
@@ -192,9 +201,11 @@ cdef inline int inject_ppi_initialised(vm_t* vm, vcpu_t* v, unsigned int ppi, bi
 cdef inline int inject_spi(vm_t* vm, unsigned int spi, bint level) noexcept nogil:
     # kvm_vgic_inject_irq for a V5 SPI (7.4, vgic.c @ fccdedadc23f, SPI ops c9e4010b4b22):
     # vgic_get_irq finds no IRQ at or above nr_spis (EINVAL); vgic_validate_injection lets an
-    # EDGE SPI through only on level 1 and a LEVEL SPI only on a change; then line_level (LEVEL)
-    # or pending_latch := 1 (EDGE). The set_pending_state op's VDPEND into the virtual IST is
-    # the IRS's (not modelled yet). pending_latch is never cleared for an SPI.
+    # EDGE SPI through only on level 1 and a LEVEL SPI only on a change (anything else is 0
+    # with no effect); then line_level (LEVEL) or pending_latch := 1 (EDGE), and the
+    # set_pending_state op (vgic_v5_set_irq_pend) issues one VDPEND into the virtual IST with
+    # irq_is_pending (EDGE: the latch; LEVEL: latch | line). pending_latch is never cleared for
+    # an SPI (the sticky-latch quirk, spec S-11). No kick, no request.
     cdef unsigned int word = spi >> 6
     cdef uint64_t bit
     if spi >= vm.nr_spis:
@@ -207,8 +218,10 @@ cdef inline int inject_spi(vm_t* vm, unsigned int spi, bint level) noexcept nogi
             vm.spi_level[word] |= bit
         else:
             vm.spi_level[word] &= ~bit
+        vdpend(vm, spi, ((vm.spi_latch[word] | vm.spi_level[word]) & bit) != 0)
     elif level:
         vm.spi_latch[word] |= bit
+        vdpend(vm, spi, True)
     return 0
 
 
@@ -437,16 +450,44 @@ cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 cdef inline void vcpu_load(vm_t* vm, vcpu_t* v) noexcept nogil:
     # vgic_v5_load (all profiles): __vgic_v5_restore_vmcr_apr writes ICH_VMCR_EL2 and
-    # ICH_APR_EL2 from the saved copies. Then the entry proper (flush).
+    # ICH_APR_EL2 from the saved copies. 7.4 (vgic-v5.c @ f9846846): the VPE is made resident
+    # with ICH_CONTEXTR_EL2 = V | IRICHPPIDIS while the guest's IRS is disabled | VPE (a load
+    # while resident is skipped). Then the entry proper (flush), after serve_requests.
     v.vmcr = v.saved_vmcr
     v.apr = v.saved_apr
+    if vm.prof.irs_uapi and not v.resident:
+        v.contextr = ((<uint64_t>1) << CONTEXTR_V_SHIFT) | \
+            ((<uint64_t>(not vm.irs_enabled)) << CONTEXTR_IRICHPPIDIS_SHIFT) | \
+            ((<uint64_t>v.vcpu_id) << CONTEXTR_VPE_SHIFT)
+        v.resident = 1
+
+
+cdef inline void make_non_resident(vcpu_t* v, uint64_t contextr) noexcept nogil:
+    # __vgic_v5_make_non_resident (hyp, 7.4): db_fired cleared first, then ICH_CONTEXTR_EL2
+    # written (0, or the doorbell request of a WFI put).
+    v.db_fired = 0
+    v.resident = 0
+    v.contextr = contextr
 
 
 cdef inline void vcpu_put(vm_t* vm, vcpu_t* v) noexcept nogil:
     # vgic_v5_put without IN_WFI (all profiles): __vgic_v5_save_apr, the only place APR is
     # saved. A trapped exit handled inside KVM_RUN (a trapped register write) has no put, so
-    # the wake check keeps reading the APR of the last put.
+    # the wake check keeps reading the APR of the last put. 7.4: non-resident, no doorbell.
     v.saved_apr = v.apr
+    if vm.prof.irs_uapi and v.resident:
+        make_non_resident(v, 0)
+
+
+cdef inline void serve_requests(vm_t* vm, vcpu_t* v) noexcept nogil:
+    # check_vcpu_requests before a re-entry (arm.c @ 589d6072, 7.4): KVM_REQ_RELOAD_GICv5 is
+    # vgic_v5_put + vgic_v5_load, which re-derives IRICHPPIDIS (and, as a put, clears
+    # db_fired). Called before every entry: after the load of a KVM_RUN or a WFI, and between
+    # the fold and the flush of an exit handled in the kernel.
+    if v.reload_req:
+        v.reload_req = 0
+        vcpu_put(vm, v)
+        vcpu_load(vm, v)
 
 
 # --- the block check (kvm_vcpu_check_block) -----------------------------------------------------
@@ -458,6 +499,8 @@ cdef inline bint vgic_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
     cdef unsigned int limit, vpmr, p
     if not vm.initialised:
         return False  # no V5 VGIC (or never initialised: nothing can be pending yet)
+    if v.db_fired:
+        return True   # 7.4: the VPE doorbell fired (kvm_vgic_vcpu_pending_irq, V5 branch)
     if vm.prof.pendr_shadow and bitmap_empty(v.pendr_shadow):
         return False  # v2/v3: "if (likely(!cpu_if->vgic_ppi_pendr[0] && ..."
     # vgic_v5_get_effective_priority_mask: 0 when EN is clear (final), else
@@ -502,12 +545,37 @@ cdef inline bint has_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
         (v.timer_level & ((1 << TIMER_VTIMER) | (1 << TIMER_PTIMER))) != 0
 
 
+cdef inline unsigned int effective_priority_mask(const vcpu_t* v) noexcept nogil:
+    # vgic_v5_get_effective_priority_mask (final, 7.4): 0 when ICH_VMCR_EL2.EN is clear, else
+    # min(ctz(APR) or 32, VPMR + 1), on the saved VMCR and APR.
+    cdef unsigned int vpmr, limit
+    if not (v.saved_vmcr & VMCR_EN):
+        return 0
+    vpmr = (v.saved_vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK
+    limit = apr_highest(v.saved_apr)
+    return vpmr + 1 if vpmr + 1 < limit else limit
+
+
 cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
     # vgic_v5_put with IN_WFI: APR saved, then v3/final sync the exposed PPIs' shadow
-    # priorities (v2 at its wake check instead).
-    vcpu_put(vm, v)
+    # priorities (v2 at its wake check instead). 7.4 (vgic-v5.c @ f9846846, spec W-1/W-2):
+    # with the guest's IRS enabled and a non-zero effective mask M, the VPE is made
+    # non-resident with DB | DBPM = M - 1; the doorbell then fires for an eligible interrupt,
+    # one already pending included (knob doorbell_fires_if_already_pending: the model's
+    # choice, no source states the hardware rule).
+    cdef unsigned int m
+    cdef uint64_t ctx = 0
+    v.saved_apr = v.apr
     if vm.prof.prio_sync == PRIO_SYNC_EXPOSED_AT_PUT:
         sync_priorities(vm, v, True)
+    if vm.prof.irs_uapi and v.resident:
+        m = effective_priority_mask(v) if vm.irs_enabled else 0
+        if m != 0:
+            ctx = ((<uint64_t>1) << CONTEXTR_DB_SHIFT) | \
+                ((<uint64_t>(m - 1)) << CONTEXTR_DBPM_SHIFT)
+        make_non_resident(v, ctx)
+        if m != 0 and ist_doorbell_eligible(vm, v, m - 1):
+            v.db_fired = 1  # db_handler: db_fired, KVM_REQ_IRQ_PENDING, kick
 
 
 # --- the guest's CPU interface (hardware behaviour while loaded) -------------------------------
@@ -516,21 +584,39 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     # GICR CDIA, the hardware's (KVM does not trap it; QEMU gicr_cdia_read, gic_hppi), every
     # profile: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
     # the priority mask (prio <= VPMR) and the running priority (prio < highest active).
-    # Ties go to the lowest PPI index. Returns the PPI index, or -1 when nothing qualifies.
-    # Both bounds are upper limits on the priority value, so the best candidate is found first
-    # (lowest value, then lowest index) and the bounds are tested once, on it alone: if it fails
-    # them, every other candidate does too.
-    cdef unsigned int best_p
-    cdef int best
+    # Ties go to the lowest PPI index. Both bounds are upper limits on the priority value, so
+    # the best candidate is found first (lowest value, then lowest index) and the bounds are
+    # tested once, on it alone: if it fails them, every other candidate does too.
+    # 7.4: the IRS candidate (ist_candidate) competes while the VPE is resident with
+    # IRICHPPIDIS clear; the PPI wins a tie (QEMU's choice for the IMPDEF R_VVBPS: knob
+    # ppi_vs_irs_tie). An SPI is acknowledged by the IRS's Activate: ACTIVE := 1, PENDING := 0
+    # when its HM is edge. Priority 0 is acknowledged too (the model runs with SCTLR_EL1.NMI
+    # = 0). Returns the PPI index, SPI_INTID_BASE | n for SPI n, or -1 when nothing qualifies.
+    cdef unsigned int best_p, spi_p
+    cdef int best, spi = -1
+    cdef uint32_t w
     if not (v.vmcr & VMCR_EN):
         return -1
     best = best_priority_ppi(&v.prio[vm.nr_ppis], bitmap_andnot(
         bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), &best_p)
-    if best < 0 or best_p > ((v.vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK) \
+    if vm.prof.irs_uapi and v.resident and \
+            not ((v.contextr >> CONTEXTR_IRICHPPIDIS_SHIFT) & 1):
+        spi = ist_candidate(vm, v, &spi_p)
+        if spi >= 0 and (best < 0 or spi_p < best_p):
+            best_p = spi_p
+        else:
+            spi = -1
+    if (best < 0 and spi < 0) or best_p > ((v.vmcr >> VMCR_VPMR_SHIFT) & PRIO_MASK) \
             or best_p >= apr_highest(v.apr):
         return -1
-    set_bit(best, &v.ich_activer)
     v.apr |= (<uint64_t>1) << best_p
+    if spi >= 0:
+        w = vm.ist[spi] | ISTE_ACTIVE
+        if not (w & ISTE_HM):
+            w &= ~(<uint32_t>ISTE_PENDING)
+        ist_store(vm, spi, w)
+        return SPI_INTID_BASE | spi
+    set_bit(best, &v.ich_activer)
     if test_bit(best, &vm.edge_cfg):
         clear_bit(best, &v.ich_pendr)  # a level PPI stays pending while its line is high
     return best
@@ -543,8 +629,12 @@ cdef inline void cpu_cdeoi(vcpu_t* v) noexcept nogil:
 
 
 cdef inline void cpu_cddi(vm_t* vm, vcpu_t* v, uint32_t intid) noexcept nogil:
-    # GIC CDDI, the hardware's (QEMU's CDDI write handler), every profile: deactivate the PPI;
-    # anything that is not one of the profile's PPIs is ignored.
-    cdef uint32_t ppi = intid & GICV5_HWIRQ_ID_MASK
-    if (intid >> 29) == 1 and ppi < vm.nr_ppis:
-        clear_bit(ppi, &v.ich_activer)
+    # GIC CDDI, the hardware's (QEMU gic_cddi_write -> gicv5_deactivate for the IRS's), every
+    # profile: deactivate the PPI, or (7.4) the SPI in the virtual IST; anything else is
+    # ignored.
+    cdef uint32_t id = intid & GICV5_HWIRQ_ID_MASK
+    if (intid >> 29) == 1:
+        if id < vm.nr_ppis:
+            clear_bit(id, &v.ich_activer)
+    elif (intid >> 29) == 3 and id < vm.ist_entries:
+        ist_store(vm, id, vm.ist[id] & ~(<uint32_t>ISTE_ACTIVE))

@@ -134,6 +134,14 @@ ctypedef struct vcpu_t:
     uint8_t pmu_level        # recorded PMU overflow line level
     uint8_t prio_raw         # 7.4: a CPU_SYSREGS write put raw PRIORITYR bytes in the image
                              # (unimplemented PPIs too); the next entry's hardware drops them
+    # --- the VPE (7.4): residency and ICH_CONTEXTR_EL2 (vgic_v5_load / vgic_v5_put) ---
+    uint8_t resident         # between vgic_v5_load and vgic_v5_put (the IRS may signal it)
+    uint8_t db_fired         # the VPE doorbell fired (db_handler); cleared when made
+                             # non-resident (__vgic_v5_make_non_resident)
+    uint8_t reload_req       # KVM_REQ_RELOAD_GICv5 pending: put + load before the next entry
+    uint64_t contextr        # ICH_CONTEXTR_EL2 as last written: V 63, IRICHPPIDIS 61, DB 60,
+                             # DBPM 59:55, VPE 47:32 (= vcpu_id); VM 15:0 always 0 (host VM
+                             # ids are not modelled). 0 while non-resident without a doorbell
     # --- priorities, sized by the profile: the allocation ends 2 * nr_ppis bytes into prio ---
     uint8_t prio[256]        # [0, nr): KVM's shadow priority per PPI, synced from the image at
                              # a WFI put (v2: at check); [nr, 2 nr): ICH_PPI_PRIORITYRn_EL2 as
@@ -173,6 +181,29 @@ ctypedef struct vm_t:
     uint64_t spi_level[16]   # per SPI (bit n of word n / 64): line_level
     uint64_t spi_latch[16]   # per SPI: pending_latch (never cleared by KVM for an SPI)
     uint64_t spi_cfg_level[16]  # per SPI: config LEVEL (0 = EDGE, KVM's default)
+    # --- the virtual IRS (7.4): the hardware's SPI IST and KVM's emulated IRS registers ---
+    uint32_t ist_entries     # 2 ** spi_id_bits once CTRL_INIT made the SPI IST (else 0)
+    uint32_t ist[1024]       # the virtual SPI IST: one ISTE per SPI (ist.pxd; ist_store only)
+    uint64_t spi_ready[16]   # derived from ist: ENABLE and PENDING and not ACTIVE, per SPI
+    uint32_t* lpi_ist        # the host LPI IST (ISTE words; contents are stored, never
+                             # delivered: LPIs are out of scope); NULL when none exists
+    uint32_t lpi_ist_words   # its entries, 2 ** lpi_id_bits; 0 when none
+    uint8_t irs_enabled      # kvm->arch.vgic.enabled: the guest's IRS_CR0.IRSEN
+    uint8_t lpi_ist_restore_pending  # irs->lpi_ist_restore_pending (set by a userspace
+                             # IST_BASER 0->1; cleared only by a successful IST SET)
+    uint8_t vpe_id_bits      # vgic_v5_vmte_vpe_id_bits, fixed at CTRL_INIT
+    uint8_t host_irs_pri_bits     # host IRS priority bits (1..5): gicv5_global_data
+    uint8_t host_ist_id_bits      # host IRS_IDR2.ID_BITS
+    uint8_t host_min_lpi_id_bits  # host IRS_IDR2.MIN_LPI_ID_BITS
+    uint8_t host_pa_range         # sanitised ID_AA64MMFR0_EL1.PARange
+    uint32_t irs_idr0        # idr0 fields as the guest reads them (INT_DOM, PA_RANGE, IRSID)
+    uint32_t irs_idr1_pri    # idr1.priority_bits
+    uint32_t irs_idr2        # idr2 fields as read, without the always-set LPI bit
+    uint32_t irs_cr1         # cr1 fields (writable mask 0xf5ff)
+    uint32_t spi_selr        # spi_selr.id (23:0)
+    uint32_t pe_selr         # pe_selr.iaffid (15:0)
+    uint32_t ist_cfgr        # ist_cfgr fields as read
+    uint64_t ist_baser       # ist_baser: ADDR 55:6 | VALID
     vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
 
 

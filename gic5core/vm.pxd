@@ -20,5 +20,10 @@ cdef class VmCore:
     cdef int v5_vcpu_limits(self) noexcept nogil
     cdef int sysreg_access(self, uint64_t attr, bint write, bint readable,
                            uint64_t* val) noexcept nogil
+    cdef bint any_running(self) noexcept nogil
+    cdef int irs_regs_gate(self, bint write, bint readable) noexcept nogil
+    cdef int lpi_id_bits(self, unsigned int* bits) noexcept nogil
+    cdef int ist_validate(self, bint null, bint desc_ok, bint spi_null, uint64_t spi_size,
+                          bint lpi_null, uint64_t lpi_size, unsigned int* bits) noexcept nogil
     cdef int spi_index(self, object spi) except -1
     cdef tuple spi_bits(self, object spi)

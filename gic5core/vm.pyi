@@ -19,6 +19,11 @@ def batch_arrays(
 
 def check_irs_host(max_vpes: int, ipa_bits: int) -> None:
     """ValueError unless max_vpes is a power of two 2..65536 and ipa_bits is 32..52."""
+def check_irs_regs_host(
+    irs_pri_bits: int, ist_id_bits: int, min_lpi_id_bits: int, pa_range: int
+) -> None:
+    """ValueError unless the host IRS's register inputs are in range (1..5, 14..24,
+    10..min(ist_id_bits, 15), 0..7)."""
 def vcpu_state_size(profile: str = "final") -> int:
     """Bytes of C state create_vcpu allocates per vCPU on ``profile`` (sized by its PPI count)."""
 
@@ -73,6 +78,16 @@ class VmCore:
         """KVM holds SPI ``spi`` pending (7.4)."""
     def exposed_ppis(self) -> tuple[int, int]:
         """(word0, word1) of the PPIs exposed to the guest (v2: vCPU index 0's set)."""
+    @property
+    def irs_enabled(self) -> bool:
+        """The guest's IRS_CR0.IRSEN (7.4)."""
+    @property
+    def spi_ist_entries(self) -> int:
+        """Entries of the virtual SPI IST (2 ** spi_id_bits after CTRL_INIT on 7.4, else 0)."""
+    def spi_iste(self, spi: int) -> int:
+        """The raw 32-bit ISTE of SPI ``spi`` in the virtual SPI IST (7.4)."""
+    def spi_level_config(self, spi: int) -> bool:
+        """KVM's config of SPI ``spi`` is LEVEL (7.4)."""
 
     # --- the front end's protocol (validated arguments; OSError with the kernel's errno) ---
     def _alive(self) -> None: ...
@@ -83,6 +98,22 @@ class VmCore:
     def _irs_addr_set(self, attr: int, readable: bool, addr: int) -> None: ...
     def _irs_addr_get(self, attr: int, readable: bool = True) -> int: ...
     def _nr_irqs_set(self, readable: bool, value: int) -> None: ...
+    def _set_irs_host(
+        self, irs_pri_bits: int, ist_id_bits: int, min_lpi_id_bits: int, pa_range: int
+    ) -> None: ...
+    def _contextr(self, index: int) -> int: ...
+    def _db_fired(self, index: int) -> bool: ...
+    def _irs_regs_has(self, attr: int) -> None: ...
+    def _irs_regs_get(self, attr: int) -> int: ...
+    def _irs_regs_set(self, attr: int, readable: bool, value: int) -> None: ...
+    def _ist_get(
+        self, null: bool, desc_ok: bool, spi_null: bool, spi_size: int, lpi_null: bool,
+        lpi_size: int,
+    ) -> tuple[npt.NDArray[np.uint32], int, npt.NDArray[np.uint32] | None]: ...
+    def _ist_set(
+        self, null: bool, desc_ok: bool, spi_null: bool, spi_size: int, lpi_null: bool,
+        lpi_size: int, spi_words: npt.ArrayLike, lpi_words: npt.ArrayLike | None,
+    ) -> None: ...
     def _sysreg_has(self, attr: int) -> None: ...
     def _sysreg_get(self, attr: int) -> int: ...
     def _sysreg_set(self, attr: int, readable: bool, value: int) -> None: ...

@@ -41,8 +41,13 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_si
                              IRQ_WORD_VCPU_IDS, NR_SPIS_MAX, NR_SPIS_DEFAULT)
 from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize,
                            flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
-                           vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line)
+                           vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
+                           serve_requests)
 from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
+from gic5core.ist cimport vdpend
+from gic5core.irs cimport (irs_init, irs_uaccess_lookup, irs_uaccess_read, irs_uaccess_write,
+                           lpi_ist_exists, lpi_ist_alloc, lpi_ist_free, ist_cfgr_valid,
+                           restore_spi_entry)
 
 cdef enum:
     KVM_DEV_TYPE_ARM_VGIC_V5 = 16
@@ -115,6 +120,27 @@ def check_irs_host(max_vpes, ipa_bits):
         raise ValueError(f"ipa_bits must be 32..52 (an arm64 guest IPA size), not {ipa_bits}")
 
 
+def check_irs_regs_host(irs_pri_bits, ist_id_bits, min_lpi_id_bits, pa_range):
+    """check_irs_regs_host(irs_pri_bits, ist_id_bits, min_lpi_id_bits, pa_range) -> None: the
+    one rule for the host IRS's register inputs (gic5.Host and VmCore apply it): the IRS's
+    priority bits 1..5, IRS_IDR2.ID_BITS 14..24 (the guest sees min(16, it)),
+    IRS_IDR2.MIN_LPI_ID_BITS 10..min(ist_id_bits, 15) (a 4-bit field), the
+    sanitised ID_AA64MMFR0_EL1.PARange code 0..7. ValueError otherwise."""
+    if not 1 <= irs_pri_bits <= 5:
+        raise ValueError(f"irs_pri_bits must be 1..5 (the host IRS's priority bits), "
+                         f"not {irs_pri_bits}")
+    if not 14 <= ist_id_bits <= 24:
+        raise ValueError(f"ist_id_bits must be 14..24 (the host IRS_IDR2.ID_BITS), "
+                         f"not {ist_id_bits}")
+    if not 10 <= min_lpi_id_bits <= min(ist_id_bits, 15):
+        raise ValueError(f"min_lpi_id_bits must be 10..min(ist_id_bits, 15) = "
+                         f"{min(ist_id_bits, 15)} (the host IRS_IDR2.MIN_LPI_ID_BITS, a 4-bit "
+                         f"field), not {min_lpi_id_bits}")
+    if not 0 <= pa_range <= 7:
+        raise ValueError(f"pa_range must be 0..7 (an ID_AA64MMFR0_EL1.PARange code), "
+                         f"not {pa_range}")
+
+
 cdef inline tuple words(mask128 m):
     return (m.w[0], m.w[1])
 
@@ -160,6 +186,12 @@ cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
             vm.dead = 1
             update_ppi_fast(vm)
             return -EBUSY if not vm.initialised else -ENXIO
+        if vm.prof.irs_uapi and vm.lpi_ist_restore_pending:
+            # 7.4 vgic_v5_map_resources: IRS_REGS restored a valid IST_BASER but no IST SET
+            # followed (irs->lpi_ist_restore_pending): EINVAL, and the VM is dead.
+            vm.dead = 1
+            update_ppi_fast(vm)
+            return -EINVAL
         if not v.timers_enabled:
             # timer_irqs_are_valid: skipped once frozen; else vtimer and ptimer (the only
             # timers without NV) must carry their architected V5 INTIDs.
@@ -227,6 +259,10 @@ cdef class VmCore:
             if lpi_domain and not gcie_legacy:
                 self.vm.max_vcpus = self.vm.max_gicv5_vcpus
         self.vm.ipa_bits = ipa_bits
+        self.vm.host_irs_pri_bits = 5
+        self.vm.host_ist_id_bits = 16
+        self.vm.host_min_lpi_id_bits = 14
+        self.vm.host_pa_range = 5
         self.vm.irs_base = VGIC_ADDR_UNDEF
         self.vm.nr_spis = 0
         self._profile = profile
@@ -246,6 +282,7 @@ cdef class VmCore:
 
     def __dealloc__(self):
         cdef int i
+        lpi_ist_free(&self.vm)
         for i in range(self.vm.nr_vcpus):
             free(self.vm.vcpus[i])
             self.vm.vcpus[i] = NULL
@@ -407,6 +444,8 @@ cdef class VmCore:
                     rc = -EINVAL  # nested virtualisation is refused
             if rc == 0:
                 self.vm.userspace_ppis = userspace_mask(&self.vm)
+                if self.vm.prof.irs_uapi:
+                    irs_init(&self.vm)  # kvm_vgic_v5_irs_init: the SPI IST, the registers
                 if self.vm.prof.gate_by_umask:
                     self.vm.irq_line_gate = self.vm.userspace_ppis
                 self.vm.initialised = 1
@@ -605,6 +644,269 @@ cdef class VmCore:
         line, latch, cfg = self.spi_bits(spi)
         return bool(latch or (cfg and line))
 
+    # --- the virtual IRS (7.4): inspection -------------------------------------------------------
+
+    def _set_irs_host(self, unsigned int irs_pri_bits, unsigned int ist_id_bits,
+                      unsigned int min_lpi_id_bits, unsigned int pa_range):
+        """_set_irs_host(irs_pri_bits, ist_id_bits, min_lpi_id_bits, pa_range) -> None: the
+        host IRS's inputs (check_irs_host's rules), before the VM has any state."""
+        if self.vm.nr_vcpus or self.vm.has_device:
+            raise RuntimeError("a VmCore's host is fixed once it has state")
+        check_irs_regs_host(irs_pri_bits, ist_id_bits, min_lpi_id_bits, pa_range)
+        self.vm.host_irs_pri_bits = irs_pri_bits
+        self.vm.host_ist_id_bits = ist_id_bits
+        self.vm.host_min_lpi_id_bits = min_lpi_id_bits
+        self.vm.host_pa_range = pa_range
+
+    @property
+    def irs_enabled(self):
+        """kvm->arch.vgic.enabled: the guest's IRS_CR0.IRSEN (7.4; False elsewhere)."""
+        return bool(self.vm.irs_enabled)
+
+    @property
+    def spi_ist_entries(self):
+        """Entries of the virtual SPI IST: 2 ** spi_id_bits after CTRL_INIT on 7.4, else 0."""
+        return self.vm.ist_entries
+
+    def spi_iste(self, spi):
+        """spi_iste(spi) -> int: the raw 32-bit ISTE of SPI ``spi`` in the virtual SPI IST
+        (PENDING 0, ACTIVE 1, HM 2, ENABLE 3, IRM 4, HWU 10:9, PRIORITY 15:11, IAFFID 31:16).
+        ValueError outside 0 .. spi_ist_entries - 1 (no table before CTRL_INIT or without
+        the IRS)."""
+        need_int(spi, "spi")
+        if spi < 0 or spi >= self.vm.ist_entries:
+            raise ValueError(f"SPI {spi} has no ISTE: the virtual SPI IST has "
+                             f"{self.vm.ist_entries} entries (2 ** spi_id_bits after CTRL_INIT "
+                             "on 7.4)")
+        cdef uint32_t w
+        gic5_lock(&self.vm.lock)
+        w = self.vm.ist[<unsigned int>spi]
+        gic5_unlock(&self.vm.lock)
+        return w
+
+    def spi_level_config(self, spi):
+        """spi_level_config(spi) -> bool: KVM's config of SPI ``spi`` is LEVEL (the guest's
+        IRS_SPI_CFGR.TM, or the restored HM); EDGE, KVM's default, is False."""
+        return self.spi_bits(spi)[2]
+
+    def _contextr(self, int index):
+        """_contextr(index) -> ICH_CONTEXTR_EL2 as vgic_v5_load / vgic_v5_put last wrote it."""
+        return self.vcpu_at(index).contextr
+
+    def _db_fired(self, int index):
+        """_db_fired(index) -> bool: the vCPU's VPE doorbell fired since it was put."""
+        return bool(self.vcpu_at(index).db_fired)
+
+    # --- KVM_DEV_ARM_VGIC_GRP_IRS_REGS (7.4) -------------------------------------------------
+    # vgic_v5_attr_regs_access / vgic_v5_has_attr_regs (vgic-kvm-device.c @ 2bc87b583a30),
+    # vgic_v5_irs_attr_regs_access (vgic-irs-v5.c @ 2dfb5d4fa408). Every access runs as vCPU
+    # index 0, which must exist (vgic_v5_parse_attr: EINVAL).
+
+    cdef bint any_running(self) noexcept nogil:
+        cdef int i
+        for i in range(self.vm.nr_vcpus):
+            if self.vm.vcpus[i].running:
+                return True
+        return False
+
+    def _irs_regs_has(self, uint64_t attr):
+        """_irs_regs_has(attr) -> None: HAS: EINVAL (no vCPU 0), ENXIO, EINVAL (alignment)."""
+        cdef int rc = 0
+        cdef unsigned int base = 0
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif self.vm.nr_vcpus == 0:
+            rc = -EINVAL
+        else:
+            rc = irs_uaccess_lookup(attr, &base)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    cdef int irs_regs_gate(self, bint write, bint readable) noexcept nogil:
+        # The checks before the register (SET order; GET skips the read and the has-run).
+        if self.vm.dead:
+            return -EIO
+        if self.vm.nr_vcpus == 0:
+            return -EINVAL
+        if write and not readable:
+            return -EFAULT          # get_user of the value
+        if self.any_running():
+            return -EBUSY           # kvm_trylock_all_vcpus
+        if not self.vm.initialised:
+            return -EBUSY
+        if write and self.vm.ran_once:
+            return -EBUSY           # vgic_v5_vm_has_run_once
+        if self.vm.irs_base == VGIC_ADDR_UNDEF:
+            return -ENXIO
+        return 0
+
+    def _irs_regs_get(self, uint64_t attr):
+        """_irs_regs_get(attr) -> the u64 value, before the copy-out (put_user: EFAULT)."""
+        cdef int rc
+        cdef unsigned int base = 0
+        cdef uint64_t value = 0
+        gic5_lock(&self.vm.lock)
+        rc = self.irs_regs_gate(False, True)
+        if rc == 0:
+            rc = irs_uaccess_lookup(attr, &base)
+        if rc == 0:
+            value = irs_uaccess_read(&self.vm, base)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        return value
+
+    def _irs_regs_set(self, uint64_t attr, bint readable, uint64_t value):
+        """_irs_regs_set(attr, readable, value) -> None: SET (the uaccess write rules)."""
+        cdef int rc
+        cdef unsigned int base = 0
+        gic5_lock(&self.vm.lock)
+        rc = self.irs_regs_gate(True, readable)
+        if rc == 0:
+            rc = irs_uaccess_lookup(attr, &base)
+        if rc == 0:
+            rc = irs_uaccess_write(&self.vm, base, value)
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+
+    # --- KVM_DEV_ARM_VGIC_GRP_IST (7.4) --------------------------------------------------------
+    # vgic_v5_irs_save_ists / vgic_v5_irs_restore_ists (vgic-v5.c @ f9846846), the per-entry
+    # helpers of vgic-v5-tables.c @ 066b1a17fd2d. The front end reads the descriptor and the
+    # user buffers; these take what it found (null / readable flags, sizes, the words that
+    # could be read) and answer in the kernel's order.
+
+    cdef int lpi_id_bits(self, unsigned int* bits) noexcept nogil:
+        # vgic_v5_irs_lpi_ist_id_bits: 0 with *bits = 0 for "no LPI IST" (BASER invalid),
+        # EINVAL for a valid BASER with an invalid CFGR, else the guest's LPI_ID_BITS.
+        bits[0] = 0
+        if not (self.vm.ist_baser & 1):
+            return 0
+        if not ist_cfgr_valid(&self.vm):
+            return -EINVAL
+        bits[0] = self.vm.ist_cfgr & 0x1f
+        return 0
+
+    cdef int ist_validate(self, bint null, bint desc_ok, bint spi_null, uint64_t spi_size,
+                          bint lpi_null, uint64_t lpi_size, unsigned int* bits) noexcept nogil:
+        # vgic_v5_copy_ist_attr (NULL EINVAL, unreadable EFAULT), vgic_v5_validate_ist_attr:
+        # the SPI buffer must be nr_spis words; the LPI one 2 ** bits words when the guest
+        # describes an LPI IST, else absent (address and size 0).
+        cdef int rc
+        if null:
+            return -EINVAL
+        if not desc_ok:
+            return -EFAULT
+        if spi_null or spi_size != 4 * <uint64_t>self.vm.nr_spis:
+            return -EINVAL
+        rc = self.lpi_id_bits(bits)
+        if rc:
+            return rc
+        if bits[0] == 0:
+            if not lpi_null or lpi_size != 0:
+                return -EINVAL
+        elif lpi_null or lpi_size != 4 * ((<uint64_t>1) << bits[0]):
+            return -EINVAL
+        return 0
+
+    def _ist_get(self, bint null, bint desc_ok, bint spi_null, uint64_t spi_size,
+                 bint lpi_null, uint64_t lpi_size):
+        """_ist_get(...) -> (spi_words, lpi_rc, lpi_words): IST GET (save). Raises for the
+        checks before the copy; spi_words (numpy uint32, nr_spis raw ISTEs) go out first;
+        then, when the guest describes an LPI IST, lpi_rc (0 / -ENXIO: the guest's BASER is
+        valid but no host LPI IST exists) and its words."""
+        cdef int rc = 0, lpi_rc = 0
+        cdef unsigned int bits = 0, i
+        spi = np.zeros(self.vm.nr_spis, dtype=np.uint32)
+        cdef uint32_t[::1] sv = spi
+        lpi = None
+        cdef uint32_t[::1] lv
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif self.any_running() or not self.vm.initialised:
+            rc = -EBUSY
+        else:
+            rc = self.ist_validate(null, desc_ok, spi_null, spi_size, lpi_null, lpi_size, &bits)
+        if rc == 0:
+            # The IRS save / quiesce (IRS_SAVE_VMR) always completes in the model: a pure read.
+            if sv.shape[0] != <Py_ssize_t>self.vm.nr_spis:
+                rc = -EIO  # unreachable: nr_spis cannot change after CTRL_INIT
+            for i in range(self.vm.nr_spis):
+                sv[i] = self.vm.ist[i]
+            if bits:
+                if lpi_ist_exists(&self.vm) == 0:
+                    lpi_rc = -ENXIO  # vgic_v5_read_vm_ist_desc: guest valid, host none
+        gic5_unlock(&self.vm.lock)
+        check(rc)
+        if bits and lpi_rc == 0:
+            lpi = np.zeros((<Py_ssize_t>1) << bits, dtype=np.uint32)
+            lv = lpi
+            gic5_lock(&self.vm.lock)
+            if self.vm.lpi_ist != NULL and self.vm.lpi_ist_words == (<uint32_t>1) << bits:
+                for i in range(self.vm.lpi_ist_words):
+                    lv[i] = self.vm.lpi_ist[i]
+            else:
+                lpi_rc = -ENXIO  # changed meanwhile (a guest write between the two holds)
+            gic5_unlock(&self.vm.lock)
+        return spi, lpi_rc, lpi
+
+    def _ist_set(self, bint null, bint desc_ok, bint spi_null, uint64_t spi_size,
+                 bint lpi_null, uint64_t lpi_size, spi_words, lpi_words):
+        """_ist_set(..., spi_words, lpi_words) -> None: IST SET (restore). The word arrays
+        hold what could be read from the user buffers (uint32, possibly shorter than needed:
+        the entry after the last one faults with EFAULT, after the earlier ones were
+        restored)."""
+        cdef const uint32_t[::1] sw = np.ascontiguousarray(spi_words, dtype=np.uint32)
+        cdef const uint32_t[::1] lw = np.ascontiguousarray(
+            lpi_words if lpi_words is not None else (), dtype=np.uint32)
+        cdef int rc = 0
+        cdef unsigned int bits = 0, i, n_pend = 0
+        cdef bint allocated = False
+        cdef uint32_t w
+        cdef uint32_t* pend = <uint32_t*>calloc(1024, sizeof(uint32_t))
+        if pend == NULL:
+            raise MemoryError()
+        gic5_lock(&self.vm.lock)
+        if self.vm.dead:
+            rc = -EIO
+        elif self.any_running() or not self.vm.initialised or self.vm.ran_once:
+            rc = -EBUSY
+        else:
+            rc = self.ist_validate(null, desc_ok, spi_null, spi_size, lpi_null, lpi_size, &bits)
+        if rc == 0 and lpi_ist_exists(&self.vm):
+            rc = -EBUSY  # a host LPI IST already exists (after every buffer check)
+        if rc == 0 and bits:
+            # vgic_v5_restore_lpi_ist_alloc: from the restored IST_CFGR / IST_BASER.
+            rc = lpi_ist_alloc(&self.vm, bits)
+            allocated = rc == 0
+        if rc == 0:
+            for i in range(self.vm.nr_spis):
+                if i >= <unsigned int>sw.shape[0]:
+                    rc = -EFAULT
+                    break
+                if restore_spi_entry(&self.vm, i, sw[i]):
+                    pend[n_pend] = i
+                    n_pend += 1
+        if rc == 0 and bits:
+            for i in range(self.vm.lpi_ist_words):
+                if i >= <unsigned int>lw.shape[0]:
+                    rc = -EFAULT
+                    break
+                # No KVM-side per-LPI state: the host entry without PENDING and HWU; the
+                # pending ones are replayed with VDPEND (here: PENDING kept).
+                w = lw[i]
+                self.vm.lpi_ist[i] = w & ~(<uint32_t>0x600)
+        if rc == 0:
+            # vgic_v5_restore_pending_irqs: VDPEND(intid, 1) for every tracked SPI.
+            for i in range(n_pend):
+                vdpend(&self.vm, pend[i], True)
+            self.vm.lpi_ist_restore_pending = 0
+        elif allocated:
+            lpi_ist_free(&self.vm)  # vgic_v5_discard_pending_irqs and the LPI IST freed
+        gic5_unlock(&self.vm.lock)
+        free(pend)
+        check(rc)
+
     # --- KVM_IRQ_LINE -------------------------------------------------------------------------
 
     def irq_line(self, irq, level):
@@ -796,6 +1098,7 @@ cdef class VmCore:
             v.running = 1
             if self.vm.has_device:
                 vcpu_load(&self.vm, v)
+                serve_requests(&self.vm, v)  # check_vcpu_requests before the entry
                 flush(&self.vm, v)
         gic5_unlock(&self.vm.lock)
         check(rc)

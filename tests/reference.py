@@ -25,11 +25,21 @@ Rules this module keeps:
   with create_vcpu / create_device / irq_line / exposed_ppis / userspace_ppis; RefDevice and
   RefVcpu with has/get/set_attr; ``with vcpu.run() as cpu`` (or run_enter()/run_exit()) yields
   a RefCpuIf with the guest's CPU interface methods.
-- 7.4 adds: RefKvm(..., max_vpes=, lpi_domain=, ipa_bits=, gcie_legacy=) host inputs;
-  RefVm.nr_spis / spi_pending(id) / spi_state(id) (KVM's vgic_irq state of an SPI; SPIs are
-  never delivered to the guest: the vIRS is not modelled); device groups ADDR (IRS base),
-  NR_IRQS and CPU_SYSREGS; IRS_REGS and IST raise NotImplementedError; RefCpuIf.read_iaffidr()
-  on every profile.
+- 7.4 adds: RefKvm(..., max_vpes=, lpi_domain=, ipa_bits=, gcie_legacy=, irs_pri_bits=,
+  ist_id_bits=, min_lpi_id_bits=, pa_range=) host inputs; RefVm.nr_spis / spi_pending(id) /
+  spi_state(id) / spi_level_config(id) (KVM's vgic_irq state of an SPI), spi_iste(id) (the
+  hardware virtual SPI IST) and irs_enabled; device groups ADDR (IRS base), NR_IRQS,
+  CPU_SYSREGS, IRS_REGS and IST; RefVcpu.contextr / db_fired; RefCpuIf.read_iaffidr() on
+  every profile; on 7.4 the guest's GIC CD* instructions, the IRS MMIO frame
+  (irs_read/irs_write) and SPI delivery through CDIA and the WFI doorbell.
+- The 7.4 IRS/SPI rules follow shared/spec/gicv5-irs-spi.md as corrected by the source check
+  (docs/notes/irs-spi-source-check.md) and the kernel source (vgic-irs-v5.c @ 2dfb5d4f,
+  vgic-v5.c @ f9846846, vgic-v5-tables.c @ 066b1a17, vgic-kvm-device.c @ 2bc87b58,
+  vgic-mmio.c @ 2bc87b58, arm.c @ 589d6072); what the hardware virtual IRS does with an ISTE
+  follows QEMU's hw/intc/arm_gicv5.c (physical domain, as the spec's [qemu] rows) without
+  QEMU's SPI set_enabled/set_pending quirk (spec 4.3). LPIs: the host LPI IST exists and its
+  words are saved/restored, but the model never delivers an LPI and CD* on LPIs do nothing.
+  Choices neither source makes are marked "[model choice]" where they are made.
 
 Model conventions (fixed by the public API):
 - The vtimer (PPI 27) and ptimer (PPI 30) are direct (DVI) timers on this VHE host, mapped at
@@ -111,6 +121,87 @@ ICC_CR0_EN = 1 << 0
 ICC_CR0_LINK = 1 << 1        # bit positions as QEMU's gicv5-cpuif.c defines them
 ICC_CR0_LINK_IDLE = 1 << 2
 PRIORITYR_MASK = 0x1F1F1F1F1F1F1F1F  # REPEAT_BYTE(0x1f)
+
+# --- 7.4 only: the virtual IRS (offsets and fields from include/linux/irqchip/arm-gic-v5.h @
+# 49dc289d, ISTE fields from vgic-v5-tables.c @ 066b1a17, ICH_CONTEXTR_EL2 fields as the spec
+# 1.7 gives them; deliberately not imported from gic5) --------------------------------------
+HWIRQ_TYPE_PPI, HWIRQ_TYPE_LPI, HWIRQ_TYPE_SPI = 1, 2, 3  # GICV5_HWIRQ_TYPE, bits 31:29
+SPI_INTID = HWIRQ_TYPE_SPI << 29                       # vgic_v5_make_spi(0)
+ISTE_PENDING = 1 << 0        # GICV5_ISTL2E_PENDING
+ISTE_ACTIVE = 1 << 1         # GICV5_ISTL2E_ACTIVE
+ISTE_HM = 1 << 2             # GICV5_ISTL2E_HM (1 = level handling)
+ISTE_ENABLE = 1 << 3         # GICV5_ISTL2E_ENABLE
+ISTE_IRM = 1 << 4            # GICV5_ISTL2E_IRM
+ISTE_HWU = 0x3 << 9          # GICV5_ISTL2E_HWU
+ISTE_PRIO_SHIFT = 11         # GICV5_ISTL2E_PRIORITY 15:11
+ISTE_PRIO = 0x1F << ISTE_PRIO_SHIFT
+ISTE_IAFFID_SHIFT = 16       # GICV5_ISTL2E_IAFFID 31:16
+ISTE_IAFFID = 0xFFFF << ISTE_IAFFID_SHIFT
+ICSR_F = 1 << 0              # ICC_ICSR_EL1 after GIC CDRCFG (QEMU spi_state_to_icsr)
+ICSR_ENABLED, ICSR_PENDING, ICSR_IRM, ICSR_ACTIVE, ICSR_HM = (1 << 1, 1 << 2, 1 << 3, 1 << 4,
+                                                             1 << 5)
+ICSR_PRIO_SHIFT = 11
+ICSR_IAFFID_SHIFT = 32
+CONTEXTR_V = 1 << 63                 # ICH_CONTEXTR_EL2.V
+CONTEXTR_IRICHPPIDIS = 1 << 61       # .IRICHPPIDIS
+CONTEXTR_DB = 1 << 60                # .DB
+CONTEXTR_DBPM_SHIFT = 55             # .DBPM 59:55
+CONTEXTR_VPE_SHIFT = 32              # .VPE 47:32 (VM 15:0 is the host VM id: always 0 here)
+
+IRS_IDR0, IRS_IDR1, IRS_IDR2, IRS_IDR3, IRS_IDR4 = 0x000, 0x004, 0x008, 0x00C, 0x010
+IRS_IDR5, IRS_IDR6, IRS_IDR7 = 0x014, 0x018, 0x01C
+IRS_IIDR, IRS_AIDR, IRS_CR0, IRS_CR1 = 0x040, 0x044, 0x080, 0x084
+IRS_SYNCR, IRS_SYNC_STATUSR = 0x0C0, 0x0C4
+IRS_SPI_VMR, IRS_SPI_SELR, IRS_SPI_DOMAINR = 0x100, 0x108, 0x10C
+IRS_SPI_RESAMPLER, IRS_SPI_CFGR, IRS_SPI_STATUSR = 0x110, 0x114, 0x118
+IRS_PE_SELR, IRS_PE_STATUSR, IRS_PE_CR0 = 0x140, 0x144, 0x148
+IRS_IST_BASER, IRS_IST_CFGR, IRS_IST_STATUSR, IRS_MAP_L2_ISTR = 0x180, 0x190, 0x194, 0x1C0
+CORESIGHT_DEVARCH = 0xFFBC
+# vgic_v5_irs_registers (vgic-irs-v5.c @ 2dfb5d4f): (offset, length); length 8 = a region
+# with VGIC_ACCESS_64bit | VGIC_ACCESS_32bit, length 4 = VGIC_ACCESS_32bit only. Everything
+# else in the 128 KiB (gaps, the SETLPI frame) has no region: RAZ/WI for the guest, ENXIO
+# for IRS_REGS.
+IRS_REGIONS = tuple(
+    [(off, 4) for off in (IRS_IDR0, IRS_IDR1, IRS_IDR2, IRS_IDR3, IRS_IDR4, IRS_IDR5,
+                          IRS_IDR6, IRS_IDR7, IRS_IIDR, IRS_AIDR, IRS_CR0, IRS_CR1, IRS_SYNCR,
+                          IRS_SYNC_STATUSR)]
+    + [(IRS_SPI_VMR, 8)]
+    + [(off, 4) for off in (IRS_SPI_SELR, IRS_SPI_DOMAINR, IRS_SPI_RESAMPLER, IRS_SPI_CFGR,
+                            IRS_SPI_STATUSR, IRS_PE_SELR, IRS_PE_STATUSR, IRS_PE_CR0)]
+    + [(IRS_IST_BASER, 8)]
+    + [(off, 4) for off in (IRS_IST_CFGR, IRS_IST_STATUSR, IRS_MAP_L2_ISTR)]
+    # VMT_BASER .. SAVE_VM_STATUSR (nested virt: RAZ/WI)
+    + [(0x200, 8), (0x210, 4), (0x214, 4), (0x240, 8), (0x248, 8), (0x250, 8), (0x258, 4),
+       (0x25C, 4), (0x280, 8), (0x288, 4), (0x28C, 4), (0x2C0, 8), (0x2C8, 8), (0x2D0, 8),
+       (0x2D8, 8), (0x2E0, 8), (0x300, 8), (0x308, 4)]
+    # MEC_IDR, MEC_MECID_R, MPAM_IDR, MPAM_PARTID_R, SWERR_STATUSR, SWERR_SYNDROMER0/1
+    + [(0x340, 4), (0x344, 4), (0x380, 4), (0x384, 4), (0x3C0, 8), (0x3C8, 8), (0x3D0, 8)]
+    # CoreSight: DEVARCH, PIDR4..7, PIDR0..3, CIDR0..3
+    + [(off, 4) for off in (CORESIGHT_DEVARCH, 0xFFD0, 0xFFD4, 0xFFD8, 0xFFDC, 0xFFE0, 0xFFE4,
+                            0xFFE8, 0xFFEC, 0xFFF0, 0xFFF4, 0xFFF8, 0xFFFC)])
+# vgic_v5_coresight_read: the GICV5_CORESIGHT_* values
+CORESIGHT_VALUES = {CORESIGHT_DEVARCH: (0x23B << 21) | (1 << 20) | 0x5A19,
+                    0xFFD0: 0x04, 0xFFD4: 0, 0xFFD8: 0, 0xFFDC: 0,
+                    0xFFE0: 0x4B, 0xFFE4: 0xB0, 0xFFE8: 0x0B, 0xFFEC: 0x00,
+                    0xFFF0: 0x0D, 0xFFF4: 0xF0, 0xFFF8: 0x05, 0xFFFC: 0xB1}
+# Regions whose userspace write hook is vgic_v5_mmio_uaccess_write_irs; the STATUSR ones have
+# vgic_mmio_uaccess_write_wi and the IDLE-only read hook vgic_v5_mmio_uaccess_read_irs_status.
+IRS_UACCESS_WRITE = frozenset((IRS_IDR0, IRS_IDR1, IRS_IDR2, IRS_IDR5, IRS_IDR6, IRS_IDR7,
+                               IRS_IIDR, IRS_AIDR, IRS_CR0, IRS_SPI_CFGR, IRS_IST_BASER,
+                               IRS_IST_CFGR))
+IRS_STATUS_REGS = frozenset((IRS_SYNC_STATUSR, IRS_SPI_STATUSR, IRS_PE_STATUSR,
+                             IRS_IST_STATUSR))
+IRS_IIDR_VALUE = (0x4B << 20) | 0x43B  # PRODUCT_ID_KVM, IMPLEMENTER_ARM (vgic.h)
+IST_BASER_ADDR = ((1 << 56) - 1) & ~0x3F  # GICV5_IRS_IST_BASER_ADDR_MASK, 55:6
+IST_DESC_SIZE = 32  # sizeof(struct kvm_vgic_v5_ist): four __u64
+
+
+def _irs_region(offset: int):
+    """vgic_find_mmio_region over vgic_v5_irs_registers: (base, length) or None."""
+    for base, length in IRS_REGIONS:
+        if base <= offset < base + length:
+            return base, length
+    return None
 
 
 def sysreg_attr(op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
@@ -231,20 +322,62 @@ class _UserPtr:
             raise TypeError("addr must be a C-contiguous buffer")
         self.mem = view.cast("B") if view.ndim != 1 or view.format != "B" else view
 
-    def put(self, offset: int, value: int, size: int) -> int:
-        """One put_user: writes the whole value or faults, writing nothing."""
+    def put(self, offset: int, value: int, size: int, order: str = sys.byteorder) -> int:
+        """One put_user: writes the whole value or faults, writing nothing. ``order`` is
+        the byte order of the stored value (native, or "little" for a __le32 ISTE)."""
         mem = self.mem
         if mem is None or mem.readonly or offset + size > mem.nbytes:
             return -errno.EFAULT
-        mem[offset:offset + size] = value.to_bytes(size, sys.byteorder)
+        mem[offset:offset + size] = value.to_bytes(size, order)
         return 0
 
-    def get(self, offset: int, size: int):
+    def get(self, offset: int, size: int, order: str = sys.byteorder):
         """One get_user: (0, value) or (-EFAULT, None)."""
         mem = self.mem
         if mem is None or offset + size > mem.nbytes:
             return -errno.EFAULT, None
-        return 0, int.from_bytes(bytes(mem[offset:offset + size]), sys.byteorder)
+        return 0, int.from_bytes(bytes(mem[offset:offset + size]), order)
+
+
+class _IstDesc:
+    """``addr`` of the 7.4 IST group: a struct kvm_vgic_v5_ist (spec 6.1).
+
+    None or 0 is a NULL attr.addr; an object with ``spi_ist``, ``spi_ist_size``, ``lpi_ist``
+    and ``lpi_ist_size`` is the descriptor itself (each buffer None/0 = address 0, or a buffer
+    as for _UserPtr; sizes are the u64 size fields); a buffer is the raw struct memory (fewer
+    than 32 bytes: the copy faults; non-zero address fields are refused, as the model never
+    dereferences a raw address). Misuse raises here, before any kernel step.
+    """
+
+    FIELDS = ("spi_ist", "spi_ist_size", "lpi_ist", "lpi_ist_size")
+
+    def __init__(self, addr):
+        self.null = False   # attr.addr NULL (vgic_v5_copy_ist_attr: EINVAL)
+        self.fault = False  # copy_from_user of the descriptor fails (EFAULT)
+        self.spi = self.lpi = _UserPtr(None)
+        self.spi_size = self.lpi_size = 0
+        if addr is None or (isinstance(addr, int) and addr == 0):
+            self.null = True
+            return
+        if isinstance(addr, int):
+            raise TypeError("addr must be None, 0, a descriptor or a buffer, not a raw address")
+        if all(hasattr(addr, name) for name in self.FIELDS):
+            self.spi = _UserPtr(addr.spi_ist)
+            self.lpi = _UserPtr(addr.lpi_ist)
+            # [model choice] the size fields are C __u64: out of range is the OverflowError
+            # of any other C integer argument (_uint), not a ValueError
+            self.spi_size = _uint(addr.spi_ist_size, 64, "spi_ist_size")
+            self.lpi_size = _uint(addr.lpi_ist_size, 64, "lpi_ist_size")
+            return
+        mem = _UserPtr(addr).mem  # TypeError for anything that is not a buffer
+        if mem.nbytes < IST_DESC_SIZE:
+            self.fault = True
+            return
+        spi_addr, spi_size, lpi_addr, lpi_size = (
+            int.from_bytes(bytes(mem[8 * i:8 * i + 8]), sys.byteorder) for i in range(4))
+        if spi_addr or lpi_addr:
+            raise TypeError("a raw kvm_vgic_v5_ist buffer may only hold NULL addresses")
+        self.spi_size, self.lpi_size = spi_size, lpi_size
 
 
 # --- objects -------------------------------------------------------------------------------
@@ -255,10 +388,14 @@ class RefKvm:
     The keyword-only host inputs matter only on 7.4 (validated on every profile): max_vpes is
     the host IRS's VPE count, 2 ** (IRS_IDR4.VPE_ID_BITS + 1); lpi_domain says the host
     GICv5 driver has an LPI domain; ipa_bits is the VM's IPA size; gcie_legacy says the host
-    also registers the GICv3-legacy device (ARM64_HAS_GICV5_LEGACY)."""
+    also registers the GICv3-legacy device (ARM64_HAS_GICV5_LEGACY); irs_pri_bits is the host
+    IRS priority width (gicv5_global_data.irs_pri_bits, 1..5); ist_id_bits and min_lpi_id_bits
+    are the host IRS_IDR2.ID_BITS (14..24) and MIN_LPI_ID_BITS (10..ist_id_bits); pa_range is
+    the sanitised ID_AA64MMFR0_EL1.PARange code (0..7)."""
 
     def __init__(self, profile: str = "final", host_pmu: bool = True, impl_ppis=None, *,
-                 max_vpes=512, lpi_domain=True, ipa_bits=40, gcie_legacy=False):
+                 max_vpes=512, lpi_domain=True, ipa_bits=40, gcie_legacy=False,
+                 irs_pri_bits=5, ist_id_bits=16, min_lpi_id_bits=14, pa_range=5):
         if not isinstance(profile, str):
             raise TypeError("profile must be a str")
         if profile not in PROFILES:
@@ -267,6 +404,11 @@ class RefKvm:
         if not 2 <= max_vpes <= 65536 or max_vpes & (max_vpes - 1):
             raise ValueError(f"max_vpes {max_vpes} is not a power of two in 2..65536")
         ipa_bits = _index(ipa_bits, 32, 52, "ipa_bits")
+        irs_pri_bits = _index(irs_pri_bits, 1, 5, "irs_pri_bits")
+        ist_id_bits = _index(ist_id_bits, 14, 24, "ist_id_bits")
+        # (the argument range is gic5's rule, not the kernel's: MIN_LPI_ID_BITS is a 4-bit field)
+        min_lpi_id_bits = _index(min_lpi_id_bits, 10, min(ist_id_bits, 15), "min_lpi_id_bits")
+        pa_range = _index(pa_range, 0, 7, "pa_range")
         for name, flag in (("lpi_domain", lpi_domain), ("gcie_legacy", gcie_legacy)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
@@ -274,6 +416,10 @@ class RefKvm:
         self.lpi_domain = lpi_domain
         self.ipa_bits = ipa_bits
         self.gcie_legacy = gcie_legacy
+        self.irs_pri_bits = irs_pri_bits
+        self.ist_id_bits = ist_id_bits
+        self.min_lpi_id_bits = min_lpi_id_bits
+        self.pa_range = pa_range
         # vgic_v5_probe (vgic-v5.c @ 0829416d / 589d6072; 7.4): max_gicv5_vcpus is the IRS's
         # VPE count capped at VGIC_V5_MAX_CPUS (512). Without an LPI domain the probe returns
         # ENODEV at once, before the GICv3-legacy part: neither device is registered, KVM runs
@@ -332,6 +478,32 @@ class RefVm:
         self.spi_line: list[bool] = []
         self.spi_latch: list[bool] = []
         self.spi_level_cfg: list[bool] = []
+        # 7.4 only: kvm->arch.vgic.enabled (guest IRS_CR0.IRSEN; zero-initialised vgic_dist),
+        # the emulated IRS registers of struct vgic_v5_irs (set at CTRL_INIT by
+        # kvm_vgic_v5_irs_init), the VM info KVM keeps with the VMTE (vpe_id_bits) and the
+        # hardware side: the virtual SPI IST (2 ** spi_id_bits raw 32-bit ISTEs) and the host
+        # LPI IST (None, or {id: word} for the 2 ** lpi_ist_bits zeroed words: absent keys read
+        # 0; a sparse store is only a representation of the zeroed table)
+        self._irs_enabled = False
+        self.irs_domain = self.irs_pa_range = self.irs_id = 0
+        self.irs_prio_bits = 0
+        self.irs_id_bits = self.irs_min_lpi_id_bits = 0
+        self.irs_ist_levels = self.irs_istmd = False
+        self.irs_ist_l2sz = self.irs_istmd_sz = 0
+        self.irs_spi_range = self.irs_spi_irs_range = self.irs_spi_base = 0
+        self.irs_cr1 = 0
+        self.irs_spi_selr = M32
+        self.irs_pe_selr = M32
+        self.irs_cfgr_lpi_id_bits = self.irs_cfgr_l2sz = self.irs_cfgr_istsz = 0
+        self.irs_cfgr_structure = False
+        self.irs_baser_valid = False
+        self.irs_baser_addr = 0
+        self.irs_restore_pending = False
+        self.vpe_id_bits = 0
+        self.spi_id_bits = 0
+        self.spi_ist: list[int] = []
+        self.lpi_ist: dict[int, int] | None = None
+        self.lpi_ist_bits = 0
 
     # -- helpers
     def _vcpu_by_id(self, vcpu_id: int):
@@ -506,8 +678,9 @@ class RefVm:
         # (vgic.c @ fccdedad): vgic_get_irq gives no IRQ for id >= nr_spis -> EINVAL;
         # vgic_validate_injection: a LEVEL SPI acts only on a change, an EDGE SPI only on
         # level 1; then line_level (LEVEL) or pending_latch (EDGE). The V5 SPI op
-        # set_pending_state then pushes irq_is_pending() to the host IRS (not modelled: no
-        # IRS delivery to the guest).
+        # set_pending_state (vgic_v5_set_spi_pending_state -> vgic_v5_set_irq_pend,
+        # vgic-v5.c @ f9846846) then issues VDPEND(intid, irq_is_pending(irq)); a rejected
+        # or no-op injection returns before it and touches nothing.
         if spi >= self._nr_spis:
             return -errno.EINVAL
         if self.spi_level_cfg[spi]:
@@ -518,7 +691,23 @@ class RefVm:
             if not level:
                 return 0
             self.spi_latch[spi] = True
+        self._vdpend(spi, self._spi_is_pending(spi))
         return 0
+
+    def _spi_is_pending(self, spi: int) -> bool:
+        # irq_is_pending (vgic.h): EDGE -> pending_latch; LEVEL -> pending_latch || line_level
+        if self.spi_level_cfg[spi]:
+            return self.spi_latch[spi] or self.spi_line[spi]
+        return self.spi_latch[spi]
+
+    def _vdpend(self, spi: int, pending: bool) -> None:
+        # __vgic_v5_vdpend (hardware side, spec S-9 [inf]): GIC VDPEND sets the virtual
+        # ISTE.PENDING to the value given and nothing else (its operand has no HM field, source
+        # check Q1; knob vdpend_updates_hm = false)
+        if pending:
+            self.spi_ist[spi] |= ISTE_PENDING
+        else:
+            self.spi_ist[spi] &= ~ISTE_PENDING
 
     # -- 7.4 SPI inspection (KVM's vgic_irq state of an SPI)
     @property
@@ -547,6 +736,441 @@ class RefVm:
         if spi_id < len(self.spi_level_cfg) and self.spi_level_cfg[spi_id]:
             return latch or line
         return latch
+
+    def spi_level_config(self, spi_id) -> bool:
+        """KVM's config of SPI spi_id is LEVEL (same validity as spi_state; False before
+        CTRL_INIT)."""
+        spi_id = self._spi(spi_id)
+        return spi_id < len(self.spi_level_cfg) and self.spi_level_cfg[spi_id]
+
+    def spi_iste(self, spi_id) -> int:
+        """The raw 32-bit virtual ISTE of SPI spi_id in the hardware SPI IST (spec 1.4); ids
+        0 .. 2 ** spi_id_bits - 1 (the table is a power of two, spec Q4 "pow2")."""
+        spi_id = _int(spi_id, "spi_id")
+        if self.profile != "7.4":
+            raise ValueError("no SPIs on this profile")
+        if not self.spi_ist:
+            raise ValueError("no SPI IST before CTRL_INIT")
+        if not 0 <= spi_id < len(self.spi_ist):
+            raise ValueError(f"spi_id {spi_id} outside 0..{len(self.spi_ist) - 1}")
+        return self.spi_ist[spi_id]
+
+    @property
+    def irs_enabled(self) -> bool:
+        """kvm->arch.vgic.enabled: the guest's IRS_CR0.IRSEN (False on other profiles)."""
+        return self._irs_enabled
+
+    # -- 7.4 vIRS register file (vgic-irs-v5.c @ 2dfb5d4f)
+    def _irs_init(self) -> None:
+        # kvm_vgic_v5_irs_init: a zeroed SPI IST of 2 ** spi_id_bits entries
+        # (vgic_v5_spi_ist_alloc -> vgic_v5_alloc_linear_ist), spi_id_bits =
+        # fls(roundup_pow_of_two(nr_spis)) - 1, then the register reset values
+        nr = self._nr_spis
+        self.spi_id_bits = (1 << (nr - 1).bit_length()).bit_length() - 1
+        self.spi_ist = [0] * (1 << self.spi_id_bits)
+        kvm = self.kvm
+        self.irs_domain = 1  # GICV5_IRS_IDR0_INT_DOM_NON_SECURE
+        self.irs_pa_range = kvm.pa_range
+        self.irs_id = 0
+        self.irs_prio_bits = kvm.irs_pri_bits - 1
+        self.irs_id_bits = min(16, kvm.ist_id_bits)
+        self.irs_min_lpi_id_bits = kvm.min_lpi_id_bits
+        self.irs_ist_levels = self.irs_istmd = False
+        self.irs_ist_l2sz = 0  # GICV5_IRS_IST_CFGR_L2SZ_4K
+        self.irs_istmd_sz = 0
+        self.irs_spi_range = self.irs_spi_irs_range = nr
+        self.irs_spi_base = 0
+        self.irs_cr1 = 0
+        self.irs_spi_selr = M32  # spi_selr.id = -1 (a u32)
+        self.irs_pe_selr = M32   # pe_selr.iaffid = -1 (a u32)
+        self.irs_cfgr_lpi_id_bits = self.irs_cfgr_l2sz = self.irs_cfgr_istsz = 0
+        self.irs_cfgr_structure = False
+        self.irs_baser_valid = False
+        self.irs_baser_addr = 0
+        self.irs_restore_pending = False
+        # vgic_v5_vmte_init (vgic-v5-tables.c): vpe_id_bits = fls(max(2,
+        # roundup_pow_of_two(max vcpu_id + 1))) - 1, from the vCPUs that exist at CTRL_INIT
+        top = max(v.vcpu_id for v in self.vcpus)
+        self.vpe_id_bits = max(2, 1 << top.bit_length()).bit_length() - 1
+
+    def _selr_valid(self, spi_id: int) -> bool:
+        # vgic_v5_is_spi_selr_valid
+        if not self.irs_spi_range or not self.irs_spi_irs_range:
+            return False
+        return self.irs_spi_base <= spi_id < self.irs_spi_base + self.irs_spi_irs_range
+
+    def _cfgr_valid(self) -> bool:
+        # vgic_v5_ist_cfgr_valid
+        bits_ = self.irs_cfgr_lpi_id_bits
+        if bits_ < self.irs_min_lpi_id_bits or bits_ > self.irs_id_bits:
+            return False
+        if not self.irs_istmd:
+            expected = 0  # GICV5_IRS_IST_CFGR_ISTSZ_4
+        elif bits_ >= self.irs_istmd_sz:
+            expected = 2  # ISTSZ_16
+        else:
+            expected = 1  # ISTSZ_8
+        if self.irs_cfgr_istsz != expected:
+            return False
+        if self.irs_cfgr_structure and not self.irs_ist_levels:
+            return False
+        if not self.irs_cfgr_structure:
+            return True
+        return self.irs_cfgr_l2sz == self.irs_ist_l2sz
+
+    def _lpi_ist_id_bits(self) -> tuple[int, int]:
+        # vgic_v5_irs_lpi_ist_id_bits: (0, _) no LPI IST described (BASER invalid), -EINVAL
+        # for a valid BASER with an invalid CFGR, else (1, LPI_ID_BITS). (Its ENXIO for
+        # missing IRS data cannot happen once the device exists.)
+        if not self.irs_baser_valid:
+            return 0, 0
+        if not self._cfgr_valid():
+            return -errno.EINVAL, 0
+        return 1, self.irs_cfgr_lpi_id_bits
+
+    def _baser(self) -> int:
+        # vgic_v5_read_irs_ist_baser
+        return (self.irs_baser_addr & IST_BASER_ADDR) | int(self.irs_baser_valid)
+
+    def _update_baser(self, val: int) -> None:
+        # vgic_v5_update_irs_ist_baser
+        self.irs_baser_valid = bool(val & 1)
+        self.irs_baser_addr = val & IST_BASER_ADDR
+
+    def _lpi_ist_alloc(self, id_bits: int) -> int:
+        # vgic_v5_lpi_ist_alloc (vgic-v5-tables.c): EBUSY if the host LPI IST exists, else a
+        # zeroed table assigned to the VMTE LPI section with ID_BITS = id_bits. [model choice]
+        # the host table is always linear (the host IST_LEVELS/ISTMD are not host inputs; the
+        # userspace image is linear either way).
+        if self.lpi_ist is not None:
+            return -errno.EBUSY
+        self.lpi_ist = {}
+        self.lpi_ist_bits = id_bits
+        return 0
+
+    def _lpi_ist_free(self) -> None:
+        # vgic_v5_lpi_ist_free
+        self.lpi_ist = None
+        self.lpi_ist_bits = 0
+
+    def _write_ist_baser(self, val: int) -> int:
+        # vgic_v5_write_irs_ist_baser (guest write): 1->1 ignored (address immutable);
+        # 1->0 LPI_VIST_MAKE_INVALID, BASER updated, host LPI IST freed; 0->1 needs a valid
+        # CFGR and a successful allocation (any error: BASER left as it was; the MMIO caller
+        # drops the error); 0->0 stores the address
+        valid = bool(val & 1)
+        if self.irs_baser_valid and valid:
+            return 0
+        if self.irs_baser_valid and not valid:
+            self._update_baser(val)
+            self._lpi_ist_free()
+            return 0
+        if not self.irs_baser_valid and valid:
+            if not self._cfgr_valid():
+                return -errno.EINVAL
+            rc = self._lpi_ist_alloc(self.irs_cfgr_lpi_id_bits)
+            if rc:
+                return rc
+        self._update_baser(val)
+        return 0
+
+    def _irs_read(self, off: int, size: int) -> int:
+        """The region read handler for register offset ``off`` (a region exists there),
+        ``size`` 4 or 8: vgic_v5_mmio_read_irs_misc / _irs_spi / _irs_ist /
+        vgic_v5_coresight_read / vgic_mmio_read_raz."""
+        if off == IRS_IDR0:
+            return ((self.irs_domain & 0x3) | ((self.irs_pa_range & 0xF) << 2)
+                    | ((self.irs_id & 0xFFFF) << 16))
+        if off == IRS_IDR1:
+            # PE_CNT = online vCPUs, IAFFID_BITS = vpe_id_bits - 1, PRIORITY_BITS
+            return ((len(self.vcpus) & 0xFFFF) | (((self.vpe_id_bits - 1) & 0xF) << 16)
+                    | ((self.irs_prio_bits & 0x7) << 20))
+        if off == IRS_IDR2:
+            # FIELD_PREP masks each stored field to its width; LPI (bit 5) is always set
+            return (((self.irs_istmd_sz & 0x1F) << 15) | (int(self.irs_istmd) << 14)
+                    | ((self.irs_ist_l2sz & 0x7) << 11) | (int(self.irs_ist_levels) << 10)
+                    | ((self.irs_min_lpi_id_bits & 0xF) << 6) | (1 << 5)
+                    | (self.irs_id_bits & 0x1F))
+        if off == IRS_IDR5:
+            return self.irs_spi_range & 0x1FFFFFF
+        if off == IRS_IDR6:
+            return self.irs_spi_irs_range & 0x1FFFFFF
+        if off == IRS_IDR7:
+            return self.irs_spi_base & 0xFFFFFF
+        if off == IRS_IIDR:
+            return IRS_IIDR_VALUE
+        if off == IRS_CR0:
+            return 0x2 | int(self._irs_enabled)  # IDLE always, IRSEN
+        if off == IRS_CR1:
+            return self.irs_cr1
+        if off == IRS_SYNC_STATUSR:
+            return 0x1  # IDLE
+        if off == IRS_PE_SELR:
+            return self.irs_pe_selr & 0xFFFF
+        if off == IRS_PE_STATUSR:
+            # IDLE, plus ONLINE and V iff a vCPU has vcpu_id == IAFFID (kvm_get_vcpu_by_id)
+            return 0x1 | (0x6 if self._vcpu_by_id(self.irs_pe_selr) else 0)
+        if off == IRS_PE_CR0:
+            return 0x1 if self._vcpu_by_id(self.irs_pe_selr) else 0  # DPS
+        if off == IRS_SPI_SELR:
+            return self.irs_spi_selr & 0xFFFFFF
+        if off == IRS_SPI_STATUSR:
+            return 0x1 | (0x2 if self._selr_valid(self.irs_spi_selr) else 0)
+        if off == IRS_SPI_DOMAINR:
+            return 0x1  # Non-secure, whatever SELR says
+        if off == IRS_SPI_CFGR:
+            spi = self.irs_spi_selr
+            return int(self._selr_valid(spi) and self.spi_level_cfg[spi])  # TM
+        if off == IRS_IST_STATUSR:
+            return 0x1
+        if off == IRS_IST_CFGR:
+            return ((int(self.irs_cfgr_structure) << 16) | ((self.irs_cfgr_istsz & 0x3) << 7)
+                    | ((self.irs_cfgr_l2sz & 0x3) << 5) | (self.irs_cfgr_lpi_id_bits & 0x1F))
+        if off in (IRS_IST_BASER, IRS_IST_BASER + 4):
+            # extract_bytes(value, offset & 7, len)
+            return (self._baser() >> (8 * (off & 7))) & ((1 << (8 * size)) - 1)
+        return CORESIGHT_VALUES.get(off, 0)  # CoreSight, or RAZ (AIDR reads 0 too)
+
+    def _irs_write(self, off: int, size: int, val: int) -> None:
+        """The guest write handler for register offset ``off``: vgic_v5_mmio_write_irs_misc
+        / _irs_spi / _irs_ist; every other region is vgic_mmio_write_wi."""
+        if off == IRS_CR0:
+            # under config_lock: IRSEN stored; a change sends KVM_REQ_RELOAD_GICv5 to every
+            # vCPU (kvm_make_all_cpus_request), the writer included
+            was = self._irs_enabled
+            self._irs_enabled = bool(val & 1)
+            if was != self._irs_enabled:
+                for v in self.vcpus:
+                    v.reload_pending = True
+        elif off == IRS_CR1:
+            self.irs_cr1 = val & 0xF5FF  # VMT_WA (9) and VPET_WA (11) are not stored
+        elif off == IRS_PE_SELR:
+            self.irs_pe_selr = val & 0xFFFF
+        elif off == IRS_SPI_SELR:
+            self.irs_spi_selr = val & 0xFFFFFF
+        elif off == IRS_SPI_CFGR:
+            # only KVM's config of the selected SPI changes (no hardware HM write)
+            spi = self.irs_spi_selr
+            if self._selr_valid(spi):
+                self.spi_level_cfg[spi] = bool(val & 1)
+        elif off == IRS_IST_CFGR:
+            if not self.irs_baser_valid:  # ignored while IST_BASER.VALID
+                self._store_cfgr(val)
+        elif off in (IRS_IST_BASER, IRS_IST_BASER + 4):
+            # update_64bit_reg(current, offset & 4, len, val), then the BASER rules; the
+            # error is dropped by the MMIO caller
+            lower = 8 * (off & 4)
+            field = ((1 << (8 * size)) - 1) << lower
+            new = (self._baser() & ~field) | ((val << lower) & field)
+            self._write_ist_baser(new & M64)
+
+    def _store_cfgr(self, val: int) -> None:
+        self.irs_cfgr_lpi_id_bits = val & 0x1F
+        self.irs_cfgr_l2sz = (val >> 5) & 0x3
+        self.irs_cfgr_istsz = (val >> 7) & 0x3
+        self.irs_cfgr_structure = bool(val & (1 << 16))
+
+    def _irs_uaccess_write(self, off: int, length: int, val: int) -> int:
+        """IRS_REGS SET of a register (vgic_v5_irs_attr_regs_access, is_write): the region's
+        uaccess_write hook, else its guest write handler (as vCPU index 0)."""
+        if off in IRS_STATUS_REGS:
+            return 0  # vgic_mmio_uaccess_write_wi
+        if off not in IRS_UACCESS_WRITE:
+            self._irs_write(off, length, val)
+            return 0
+        # vgic_v5_mmio_uaccess_write_irs
+        if off == IRS_IDR0:
+            if val & 0x3 != 1:
+                return -errno.EINVAL  # INT_DOM must be Non-secure
+            if val & (0x7F << 6):  # VIRT, ONE_N, VIRT_ONE_N, SETLPI, MEC, MPAM, SWE
+                return -errno.EINVAL
+            # domain, PA_RANGE and IRSID stored unchecked (the flags are all zero here)
+            self.irs_domain = val & 0x3
+            self.irs_pa_range = (val >> 2) & 0xF
+            self.irs_id = (val >> 16) & 0xFFFF
+        elif off == IRS_IDR1:
+            # PE_CNT ignored; IAFFID_BITS must be vpe_id_bits - 1; PRIORITY_BITS at most the
+            # host's; the (possibly lowered) PRIORITY_BITS is stored
+            if (val >> 16) & 0xF != self.vpe_id_bits - 1:
+                return -errno.EINVAL
+            prio_bits = (val >> 20) & 0x7
+            if prio_bits > self.kvm.irs_pri_bits - 1:
+                return -errno.EINVAL
+            self.irs_prio_bits = prio_bits
+        elif off == IRS_IDR2:
+            id_bits = val & 0x1F
+            min_lpi = (val >> 6) & 0xF
+            if not val & (1 << 5):
+                return -errno.EINVAL  # LPI always supported
+            if val & (1 << 10):
+                return -errno.EINVAL  # IST_LEVELS: linear guest ISTs only
+            if val & (1 << 14) or (val >> 15) & 0x1F:
+                return -errno.EINVAL  # ISTMD / ISTMD_SZ
+            if id_bits > self.kvm.ist_id_bits:
+                return -errno.EINVAL
+            if min_lpi < self.kvm.min_lpi_id_bits:
+                return -errno.EINVAL
+            if min_lpi > id_bits:
+                return -errno.EINVAL
+            self.irs_istmd_sz = 0
+            self.irs_istmd = False
+            self.irs_ist_l2sz = (val >> 11) & 0x7  # stored unchecked
+            self.irs_ist_levels = False
+            self.irs_min_lpi_id_bits = min_lpi
+            self.irs_id_bits = id_bits
+        elif off == IRS_IDR5:
+            if val & 0x1FFFFFF != self.irs_spi_range:
+                return -errno.EINVAL
+        elif off == IRS_IDR6:
+            if val & 0x1FFFFFF != self.irs_spi_irs_range:
+                return -errno.EINVAL
+        elif off == IRS_IDR7:
+            if val & 0xFFFFFF != self.irs_spi_base:
+                return -errno.EINVAL
+        elif off == IRS_IST_BASER:
+            # vgic_v5_lpi_ist_exists (its ENXIO needs missing VM info: not after INIT); a live
+            # host LPI IST accepts only the current (ADDR, VALID); VALID 0->1 sets
+            # lpi_ist_restore_pending, which nothing here clears again; no allocation
+            if self.lpi_ist is not None and (
+                    (val & IST_BASER_ADDR) != self.irs_baser_addr
+                    or bool(val & 1) != self.irs_baser_valid):
+                return -errno.EINVAL
+            if not self.irs_baser_valid and val & 1:
+                self.irs_restore_pending = True
+            self._update_baser(val)
+        elif off == IRS_IST_CFGR:
+            # stored even while IST_BASER.VALID, unless a live host LPI IST differs
+            if self.lpi_ist is not None and (
+                    val & 0x1F != self.irs_cfgr_lpi_id_bits
+                    or (val >> 5) & 0x3 != self.irs_cfgr_l2sz
+                    or (val >> 7) & 0x3 != self.irs_cfgr_istsz
+                    or bool(val & (1 << 16)) != self.irs_cfgr_structure):
+                return -errno.EINVAL
+            self._store_cfgr(val)
+        elif off == IRS_CR0:
+            self._irs_enabled = bool(val & 1)  # no reload request (no vCPU can be loaded)
+        # IRS_SPI_CFGR (restored from the IST HM instead), IIDR, AIDR: accepted, ignored
+        return 0
+
+    def _irs_uaccess_read(self, off: int, length: int) -> int:
+        # the STATUSR uaccess read hook reports IDLE only (never V/ONLINE); else the guest read
+        if off in IRS_STATUS_REGS:
+            return 0x1
+        return self._irs_read(off, length)
+
+    # -- 7.4 IST save/restore (vgic_v5_irs_save_ists / vgic_v5_irs_restore_ists,
+    #    vgic-v5.c @ f9846846; per-entry helpers in vgic-v5-tables.c @ 066b1a17)
+    def _ist_validate(self, desc: _IstDesc) -> int:
+        # vgic_v5_validate_ist_attr: the SPI buffer always (address 0 or a size other than
+        # nr_spis * 4: EINVAL); the LPI buffer iff the LPI id-bits helper says one is
+        # described (then exactly 2 ** bits * 4), else both LPI fields must be 0
+        if desc.spi.mem is None or desc.spi_size != self._nr_spis * 4:
+            return -errno.EINVAL
+        rc, id_bits = self._lpi_ist_id_bits()
+        if rc < 0:
+            return rc
+        if rc == 0:
+            if desc.lpi.mem is not None or desc.lpi_size:
+                return -errno.EINVAL
+            return 0
+        if desc.lpi.mem is None or desc.lpi_size != (1 << id_bits) * 4:
+            return -errno.EINVAL
+        return 0
+
+    def _ist_save(self, desc: _IstDesc) -> int:
+        # (IRS SAVE_VMR quiesce and its re-checks: always quiesced in the model, spec Q7.)
+        # vgic_v5_save_spi_ist -> vgic_v5_save_linear_ist: one put_user of each raw __le32
+        # ISTE (nr_spis of them); a fault stops the copy (earlier words stay written)
+        for i in range(self._nr_spis):
+            rc = desc.spi.put(4 * i, self.spi_ist[i], 4, "little")
+            if rc:
+                return rc
+        # vgic_v5_save_lpi_ist -> vgic_v5_get_lpi_ist_desc: nothing if neither the guest
+        # BASER nor the host table is valid, ENXIO when only one is; the VMTE id bits must
+        # match IST_CFGR.LPI_ID_BITS (EINVAL); then 2 ** bits words
+        guest_valid = self.irs_baser_valid
+        host_valid = self.lpi_ist is not None
+        if not guest_valid and not host_valid:
+            return 0
+        if not guest_valid or not host_valid:
+            return -errno.ENXIO
+        if self.lpi_ist_bits != self.irs_cfgr_lpi_id_bits:
+            return -errno.EINVAL
+        for i in range(1 << self.lpi_ist_bits):
+            rc = desc.lpi.put(4 * i, self.lpi_ist.get(i, 0), 4, "little")
+            if rc:
+                return rc
+        return 0
+
+    def _ist_restore(self, desc: _IstDesc) -> int:
+        # vgic_v5_irs_restore_ists after the descriptor checks: a host LPI IST that already
+        # exists is EBUSY (source check T-3: only after the copy and the buffer checks)
+        if self.lpi_ist is not None:
+            return -errno.EBUSY
+        # vgic_v5_restore_lpi_ist_alloc: allocate from the guest BASER.VALID + valid CFGR
+        # (source check T-10), before the VMTE is made invalid
+        rc, id_bits = self._lpi_ist_id_bits()
+        if rc < 0:
+            return rc
+        allocated = False
+        if rc == 1:
+            rc = self._lpi_ist_alloc(id_bits)
+            if rc:
+                return rc
+            allocated = True
+        pending: list[tuple[str, int]] = []  # vmi->pending_irqs, in restore order
+        rc = self._ist_restore_table(desc.spi, self._nr_spis, "spi", pending)
+        if not rc and allocated:
+            rc = self._ist_restore_table(desc.lpi, 1 << self.lpi_ist_bits, "lpi", pending)
+        if rc:
+            # out_unlock with the VMTE invalidated: vgic_v5_discard_pending_irqs and
+            # vgic_v5_restore_cleanup (the LPI IST allocated here is freed again). Entries
+            # already restored stay as written (without their PENDING bit).
+            if allocated:
+                self._lpi_ist_free()
+            return rc
+        # VMTE valid again, then vgic_v5_restore_pending_irqs: VDPEND(intid, 1) for each
+        # tracked entry; only a fully successful SET clears lpi_ist_restore_pending
+        for kind, i in pending:
+            if kind == "spi":
+                self.spi_ist[i] |= ISTE_PENDING
+            else:
+                self.lpi_ist[i] = self.lpi_ist.get(i, 0) | ISTE_PENDING
+        self.irs_restore_pending = False
+        return 0
+
+    def _ist_restore_table(self, ptr: _UserPtr, count: int, kind: str,
+                           pending: list) -> int:
+        # vgic_v5_restore_linear_ist: per entry get_user (EFAULT stops the restore), then
+        # vgic_v5_restore_ist_entry: vgic_v5_process_iste tracks PENDING and strips PENDING
+        # and HWU; for an SPI, vgic_v5_restore_spi_config from the RAW word; the host ISTE
+        # (metadata zeroed) gets the sanitised word
+        for i in range(count):
+            rc, w = ptr.get(4 * i, 4, "little")
+            if rc:
+                return rc
+            if w & ISTE_PENDING:
+                pending.append((kind, i))
+            host = w & ~(ISTE_PENDING | ISTE_HWU)
+            if kind == "spi":
+                self._restore_spi_config(i, w)
+                self.spi_ist[i] = host
+            else:
+                self.lpi_ist[i] = host
+        return 0
+
+    def _restore_spi_config(self, spi: int, w: int) -> None:
+        # vgic_v5_restore_spi_config: config from HM; EDGE: latch = PENDING; LEVEL: latch set
+        # if PENDING, cleared if not (and not active: an SPI's active is always 0 in KVM);
+        # line_level untouched
+        self.spi_level_cfg[spi] = bool(w & ISTE_HM)
+        pending = bool(w & ISTE_PENDING)
+        if not self.spi_level_cfg[spi]:
+            self.spi_latch[spi] = pending
+        elif pending:
+            self.spi_latch[spi] = True
+        else:
+            self.spi_latch[spi] = False
 
     # -- inspection (never raise, sem 2)
     def exposed_ppis(self) -> tuple[int, int]:
@@ -626,8 +1250,14 @@ class RefDevice:
 
     def get_attr(self, group, attr, addr=None) -> None:
         self._args(group, attr)
-        ptr = _UserPtr(addr)
         vm = self.vm
+        if vm.profile == "7.4" and int(group) == GRP_IST:
+            desc = _IstDesc(addr)  # the IST group's addr is a kvm_vgic_v5_ist
+            if vm.dead:
+                _check(-errno.EIO)
+            _check(self._ist_74(int(attr), desc, write=False))
+            return
+        ptr = _UserPtr(addr)
         if vm.dead:
             _check(-errno.EIO)
         if vm.profile == "7.4":
@@ -645,8 +1275,14 @@ class RefDevice:
 
     def set_attr(self, group, attr, addr=None) -> None:
         self._args(group, attr)
-        ptr = _UserPtr(addr)  # v2/v3/final: validated only, no settable attribute reads it
         vm = self.vm
+        if vm.profile == "7.4" and int(group) == GRP_IST:
+            desc = _IstDesc(addr)
+            if vm.dead:
+                _check(-errno.EIO)
+            _check(self._ist_74(int(attr), desc, write=True))
+            return
+        ptr = _UserPtr(addr)  # v2/v3/final: validated only, no settable attribute reads it
         if vm.dead:
             _check(-errno.EIO)
         if vm.profile == "7.4":
@@ -659,11 +1295,6 @@ class RefDevice:
 
     # -- 7.4: vgic_v5_has_attr / vgic_v5_get_attr / vgic_v5_set_attr
     #    (vgic-kvm-device.c @ 2bc87b58)
-    @staticmethod
-    def _not_modelled(group: int):
-        raise NotImplementedError(
-            f"group {group}: the vIRS register file is not modelled yet (IRS_REGS/IST)")
-
     def _has_74(self, group: int, attr: int) -> int:
         vm = self.vm
         if group == GRP_ADDR:
@@ -675,8 +1306,19 @@ class RefDevice:
             if vm._vcpu_by_mpidr(attr >> 32) is None:
                 return -errno.EINVAL
             return 0 if (attr & 0xFFFF) in SYSREGS_V5 else -errno.ENXIO
-        if group in (GRP_IRS_REGS, GRP_IST):
-            self._not_modelled(group)
+        if group == GRP_IRS_REGS:
+            # vgic_v5_has_attr_regs: vgic_v5_parse_attr (no vCPU with index 0: EINVAL), the
+            # region (ENXIO), its alignment (8 for a 64-bit region, else 4: EINVAL). No
+            # INIT or IRS-base requirement. (The region lookup takes an unsigned int offset:
+            # attr bits 63:32 are dropped there, the alignment test sees the full attr.)
+            if not vm.vcpus:
+                return -errno.EINVAL
+            region = _irs_region(attr & M32)
+            if region is None:
+                return -errno.ENXIO
+            return -errno.EINVAL if attr & (region[1] - 1) else 0
+        if group == GRP_IST:
+            return -errno.ENXIO if attr else 0
         if group == GRP_NR_IRQS:
             return 0
         if group == GRP_CTRL and attr in (CTRL_INIT, USERSPACE_PPIS):
@@ -698,8 +1340,8 @@ class RefDevice:
             return -errno.ENXIO  # CTRL_INIT reaches the common get, which has no CTRL case
         if group == GRP_CPU_SYSREGS:
             return self._sysregs_74(attr, ptr, write=False)
-        if group in (GRP_IRS_REGS, GRP_IST):
-            self._not_modelled(group)
+        if group == GRP_IRS_REGS:
+            return self._irs_regs_74(attr, ptr, write=False)
         return -errno.ENXIO
 
     def _set_74(self, group: int, attr: int, ptr: _UserPtr) -> int:
@@ -725,9 +1367,67 @@ class RefDevice:
             return -errno.ENXIO  # USERSPACE_PPIS and everything else
         if group == GRP_CPU_SYSREGS:
             return self._sysregs_74(attr, ptr, write=True)
-        if group in (GRP_IRS_REGS, GRP_IST):
-            self._not_modelled(group)
+        if group == GRP_IRS_REGS:
+            return self._irs_regs_74(attr, ptr, write=True)
         return -errno.ENXIO
+
+    def _irs_regs_74(self, attr: int, ptr: _UserPtr, write: bool) -> int:
+        # vgic_v5_attr_regs_access (IRS_REGS): vgic_v5_parse_attr (vCPU index 0 missing:
+        # EINVAL), SET reads the u64 (EFAULT), kvm_trylock_all_vcpus (a vCPU inside run():
+        # EBUSY), not initialised EBUSY, a SET once any vCPU has run EBUSY; then
+        # vgic_v5_irs_attr_regs_access: undefined IRS base ENXIO, no region ENXIO (the lookup
+        # truncates the offset to 32 bits), misaligned EINVAL; the access is 8 bytes for a
+        # 64-bit region, else 4; GET's put_user of the u64 comes last.
+        vm = self.vm
+        if not vm.vcpus:
+            return -errno.EINVAL
+        value = 0
+        if write:
+            rc, value = ptr.get(0, 8)
+            if rc:
+                return rc
+        if vm._any_running():
+            return -errno.EBUSY
+        if not vm.initialised:
+            return -errno.EBUSY
+        if write and vm._any_has_run():
+            return -errno.EBUSY
+        if vm.irs_base == VGIC_ADDR_UNDEF:
+            return -errno.ENXIO
+        offset = attr & M32
+        region = _irs_region(offset)
+        if region is None:
+            return -errno.ENXIO
+        length = region[1]
+        if attr & (length - 1):
+            return -errno.EINVAL
+        if write:
+            return vm._irs_uaccess_write(offset, length, value)
+        return ptr.put(0, vm._irs_uaccess_read(offset, length), 8)
+
+    def _ist_74(self, attr: int, desc: _IstDesc, write: bool) -> int:
+        # vgic_v5_get_attr / vgic_v5_set_attr: attr != 0 ENXIO; then
+        # vgic_v5_irs_save_ists / vgic_v5_irs_restore_ists (vgic-v5.c @ f9846846; the order
+        # of the source check Q6): kvm_trylock_all_vcpus EBUSY, not initialised EBUSY, SET
+        # only: the VM has run EBUSY; vgic_v5_copy_ist_attr (NULL EINVAL, unreadable EFAULT);
+        # vgic_v5_validate_ist_attr; then the save or the restore
+        vm = self.vm
+        if attr:
+            return -errno.ENXIO
+        if vm._any_running():
+            return -errno.EBUSY
+        if not vm.initialised:
+            return -errno.EBUSY
+        if write and vm._any_has_run():
+            return -errno.EBUSY
+        if desc.null:
+            return -errno.EINVAL
+        if desc.fault:
+            return -errno.EFAULT
+        rc = vm._ist_validate(desc)
+        if rc:
+            return rc
+        return vm._ist_restore(desc) if write else vm._ist_save(desc)
 
     def _addr_74(self, attr: int, ptr: _UserPtr, write: bool) -> int:
         # kvm_vgic_addr (7.4) via vgic_{set,get}_common_attr (ENODEV -> ENXIO): a write, or a
@@ -811,6 +1511,7 @@ class RefDevice:
         vm.spi_line = [False] * vm._nr_spis
         vm.spi_latch = [False] * vm._nr_spis
         vm.spi_level_cfg = [False] * vm._nr_spis
+        vm._irs_init()  # VMTE (vpe_id_bits), then kvm_vgic_v5_irs_init (SPI IST, registers)
         vm.initialised = True
         return 0
 
@@ -875,6 +1576,12 @@ class RefVcpu:
         self.en = False
         self.vpmr = 0
         self.apr = 0
+        # 7.4: struct gicv5_vpe (resident, db_fired), the vgic_contextr image and a pending
+        # KVM_REQ_RELOAD_GICv5
+        self.resident = False
+        self._db_fired = False
+        self._contextr = 0
+        self.reload_pending = False
         self._reset_private()
 
     def _reset_private(self) -> None:
@@ -1006,6 +1713,78 @@ class RefVcpu:
                 self.shadow &= ~bit
         return 0
 
+    # -- 7.4 residency (vgic_v5_load / vgic_v5_put, vgic-v5.c @ f9846846)
+    @property
+    def contextr(self) -> int:
+        """The ICH_CONTEXTR_EL2 image last written by vgic_v5_load / vgic_v5_put (0 before
+        the first load, after a put, and always on other profiles)."""
+        return self._contextr
+
+    @property
+    def db_fired(self) -> bool:
+        """gicv5_vpe.db_fired: the VPE doorbell fired while the vCPU was non-resident."""
+        return self._db_fired
+
+    def _v5_loadable(self) -> bool:
+        return self.vm.profile == "7.4" and self.vm.device is not None
+
+    def _load(self) -> None:
+        # vgic_v5_load: skipped while resident; VMCR/APR restored (the model keeps them
+        # live); contextr = V | IRICHPPIDIS (= !vgic.enabled) | VPE (= vcpu_id) | VM (0
+        # here); __vgic_v5_make_resident (F never set in the model)
+        if not self._v5_loadable() or self.resident:
+            return
+        self._contextr = (CONTEXTR_V | (0 if self.vm._irs_enabled else CONTEXTR_IRICHPPIDIS)
+                          | ((self.vcpu_id & 0xFFFF) << CONTEXTR_VPE_SHIFT))
+        self.resident = True
+
+    def _put_74(self, in_wfi: bool) -> None:
+        # vgic_v5_put: nothing unless resident; __vgic_v5_save_apr; contextr := 0; entering
+        # WFI with the IRS enabled: M = the effective priority mask and, if M != 0, a
+        # doorbell request DB | DBPM = M - 1; __vgic_v5_make_non_resident (db_fired cleared
+        # first, then the contextr written); PPI priorities synced only on the WFI path
+        if not self.resident:
+            return
+        self.saved_apr = self.apr
+        contextr = 0
+        dbpm = -1
+        if in_wfi and self.vm._irs_enabled:
+            mask = self._effective_priority_mask()
+            if mask:
+                dbpm = mask - 1
+                contextr = CONTEXTR_DB | (dbpm << CONTEXTR_DBPM_SHIFT)
+        self._db_fired = False
+        self.resident = False
+        self._contextr = contextr
+        if contextr & CONTEXTR_DB and self._doorbell_due(dbpm):
+            # db_handler: db_fired := true (KVM_REQ_IRQ_PENDING and the kick are no state)
+            self._db_fired = True
+        if in_wfi:
+            self._sync_priorities(self._exposed_set())
+
+    def _doorbell_due(self, dbpm: int) -> bool:
+        # The hardware doorbell (spec W-2 [inf], not in any source): while non-resident with
+        # DB = 1, an SPI targeting this VPE (IAFFID == vcpu_id) that is enabled, pending and
+        # not active with priority <= DBPM raises it, including one already pending at the
+        # put (knob doorbell_fires_if_already_pending = true, spec Q5). [model choice] the
+        # initial IRS_VPE_DBR (DBV = 1, DBPM 0, "all interrupts" for a VPE that never ran;
+        # vgic_v5_irs_set_up_vpe) is not modelled: db_fired stays False until a WFI put.
+        for w in self.vm.spi_ist:
+            if (w & (ISTE_ENABLE | ISTE_PENDING | ISTE_ACTIVE)) == ISTE_ENABLE | ISTE_PENDING \
+                    and w >> ISTE_IAFFID_SHIFT == self.vcpu_id \
+                    and (w >> ISTE_PRIO_SHIFT) & 0x1F <= dbpm:
+                return True
+        return False
+
+    def _requests(self) -> None:
+        # check_vcpu_requests (arm.c @ 589d6072), before every guest entry:
+        # KVM_REQ_RELOAD_GICv5 is vgic_v5_put + vgic_v5_load (not IN_WFI), which re-derives
+        # IRICHPPIDIS (source check Q8)
+        if self._v5_loadable() and self.reload_pending:
+            self.reload_pending = False
+            self._put_74(in_wfi=False)
+            self._load()
+
     # -- inspection (never raise)
     def pending_ppis(self) -> tuple[int, int]:
         if self.vm.device is None:
@@ -1060,6 +1839,8 @@ class RefVcpu:
         vm = self.vm
         if vm.device is None:
             return False  # no vgic: not v5, !vgic.enabled
+        if vm.profile == "7.4" and self._db_fired:
+            return True  # kvm_vgic_vcpu_pending_irq (vgic.c @ fccdedad): db_fired first
         if vm.profile == "v2":
             # vgic_v5_has_pending_ppi (v2 19/36)
             if not self.shadow:
@@ -1240,14 +2021,18 @@ class RefVcpu:
             _check(self._first_run())
         cpu = RefCpuIf(self)
         self.cpu = cpu
-        self._entry()  # vcpu_load (VMCR/APR carried over), flush, restore
+        # vcpu_load (7.4: vgic_v5_load; VMCR/APR carried over), the run loop's requests,
+        # then flush and restore
+        self._load()
+        self._requests()
+        self._entry()
         return cpu
 
     def run_exit(self) -> None:
         if self.cpu is None:
             raise RuntimeError("this vCPU is not inside run()")
         self._exit()
-        self._put(in_wfi=False)
+        self._put(in_wfi=False)  # vcpu_put (7.4: vgic_v5_put, contextr := 0)
         self.cpu.live = False
         self.cpu = None
 
@@ -1257,6 +2042,12 @@ class RefVcpu:
             if not vm.initialised:
                 vm.dead = True
                 return -errno.EBUSY
+            if vm.profile == "7.4" and vm.irs_restore_pending:
+                # vgic_v5_map_resources (vgic-v5.c @ f9846846): a userspace IST_BASER 0->1
+                # that no successful IST SET followed is EINVAL (source check T-10), the VM
+                # dead as for every kvm_vgic_map_resources error
+                vm.dead = True
+                return -errno.EINVAL
             if vm.profile == "7.4" and vm.irs_base == VGIC_ADDR_UNDEF:
                 # kvm_vgic_map_resources (vgic-init.c @ e3db95b1, 7.4): after
                 # vgic_v5_map_resources (EBUSY above), an undefined IRS base is ENXIO; every
@@ -1376,15 +2167,20 @@ class RefVcpu:
     def _put(self, in_wfi: bool) -> None:
         if self.vm.device is None:
             return
+        if self.vm.profile == "7.4":
+            self._put_74(in_wfi)
+            return
         self.saved_apr = self.apr  # __vgic_v5_save_apr
         if in_wfi and self.vm.profile != "v2":
             # v3 21/36, final: "The shadow priority is only updated on entering WFI"
             self._sync_priorities(self._exposed_set())
 
     def _trap(self, handler) -> None:
-        """A trapped guest register write: exit (save + fold), the handler, entry."""
+        """A trapped guest access: exit (save + fold), the handler, the pending requests
+        (7.4), entry."""
         self._exit()
         handler()
+        self._requests()
         self._entry()
 
 
@@ -1459,8 +2255,8 @@ class RefCpuIf:
         return v.vcpu_id & 0xFFFF
 
     # ICC_ICSR_EL1 read: not trapped; the hardware register, which the hyp restores from
-    # vgic_icsr at every entry and saves at every exit (hyp/vgic-v5-sr.c, 7.4 branch). Nothing
-    # the guest does here changes it (no GIC CDRCFG is modelled), so it is vgic_icsr.
+    # vgic_icsr at every entry and saves at every exit (hyp/vgic-v5-sr.c, 7.4 branch). One
+    # attribute plays both: GIC CDRCFG writes it (the value the next exit saves).
     def read_icsr(self) -> int:
         return self._usable().icsr
 
@@ -1566,6 +2362,12 @@ class RefCpuIf:
     # GICR CDIA (QEMU gicr_cdia_read / gic_hppi): the best enabled, pending, inactive PPI
     # with priority <= PCR and < the running priority; it becomes active, its priority
     # active in APR, and its pending state is cleared only in Edge handling mode.
+    # 7.4: the IRS candidate (an SPI, _irs_hppi) competes; a PPI wins a priority tie (QEMU
+    # gic_hppi, R_VVBPS IMPDEF: knob ppi_vs_irs_tie = "ppi"); the signalling predicate is the
+    # same for both (filtering before or after the choice gives the same answer, as it only
+    # lowers a threshold). An SPI acknowledge (QEMU gicv5_activate): APR bit, ACTIVE := 1,
+    # PENDING := 0 if HM is edge; the model returns the bare INTID, as for PPIs. Priority 0 is
+    # acknowledged too (the model runs with SCTLR_EL1.NMI = 0: gic_hppi_is_nmi is false).
     def cdia(self):
         v = self._usable()
         if not v.en:
@@ -1576,6 +2378,16 @@ class RefCpuIf:
             p = v.hw_prio[i]
             if p <= v.vpmr and p < running and (best is None or p < v.hw_prio[best]):
                 best = i  # ascending scan: a tie keeps the lower index
+        spi = self._irs_hppi(v)
+        if spi is not None:
+            n, p = spi
+            if p <= v.vpmr and p < running and (best is None or p < v.hw_prio[best]):
+                ist = v.vm.spi_ist
+                v.apr |= 1 << p
+                ist[n] |= ISTE_ACTIVE
+                if not ist[n] & ISTE_HM:
+                    ist[n] &= ~ISTE_PENDING
+                return SPI_INTID | n
         if best is None:
             return None
         v.hw_activer |= 1 << best
@@ -1591,20 +2403,203 @@ class RefCpuIf:
         if v.apr:
             v.apr &= v.apr - 1
 
-    # GIC CDDI: clears the PPI's active state
+    # GIC CDDI: clears the PPI's active state; 7.4: an SPI's ISTE.ACTIVE (QEMU
+    # gicv5_deactivate)
     def cddi(self, intid) -> None:
         intid = _uint(intid, 32, "intid")
         v = self._usable()
         if intid >> 29 == 1 and (intid & 0xFFFFFF) < v.vm.nr:
             v.hw_activer &= ~(1 << (intid & 0xFFFFFF))
+        n = self._irs_spi(v, intid)
+        if n is not None:
+            v.vm.spi_ist[n] &= ~ISTE_ACTIVE
 
     # WFI: kvm_handle_wfx -> kvm_vcpu_wfi: exit (save + fold), vgic put with IN_WFI (APR
-    # saved; v3/final sync the priorities), the block check (kvm_vcpu_check_block), load,
-    # entry (flush + restore)
+    # saved; v3/final sync the priorities; 7.4: the doorbell request of vgic_v5_put), the
+    # block check (kvm_vcpu_check_block; 7.4: db_fired first), load, then (7.4) the run
+    # loop's check_vcpu_requests and the entry (flush + restore). A KVM_REQ_RELOAD_GICv5
+    # pending across the WFI is therefore a put + load AFTER kvm_vcpu_wfi's load: its put
+    # clears db_fired again before the entry (arm.c @ 589d6072 order).
     def wfi(self) -> bool:
         v = self._usable()
         v._exit()
         v._put(in_wfi=True)
         woke = v._block_check()
+        v._load()
+        v._requests()
         v._entry()
         return woke
+
+    # -- 7.4: the virtual IRS as the guest sees it (CD* system instructions go to the
+    #    hardware vIRS untrapped; the IRS config frame is emulated MMIO)
+    @staticmethod
+    def _irs_spi(v: RefVcpu, intid: int):
+        """The SPI an instruction operand names in the virtual IRS, or None: TYPE (31:29) 3
+        and ID (23:0) inside the 2 ** spi_id_bits-entry table (knob spi_hw_id_space "pow2":
+        the VMTE SPI section has ID_BITS = spi_id_bits, source check Q4). PPIs, LPIs (out of
+        scope: never delivered), other types and ids beyond the table name nothing here;
+        non-7.4 profiles have no virtual IRS for the VM."""
+        if v.vm.profile != "7.4" or intid >> 29 != HWIRQ_TYPE_SPI:
+            return None
+        n = intid & 0xFFFFFF
+        return n if n < len(v.vm.spi_ist) else None
+
+    def _irs_hppi(self, v: RefVcpu):
+        # The IRS candidate (QEMU irs_recalc_hppi, with the residency/IRICHPPIDIS gate of spec
+        # 4.5/4.8): only while the loaded ICH_CONTEXTR_EL2.IRICHPPIDIS is 0; among the SPIs
+        # with ENABLE, PENDING, not ACTIVE and IAFFID == vcpu_id, the lowest priority, ties to
+        # the lowest id (ascending scan, replace only on a strictly lower priority)
+        if v.vm.profile != "7.4" or not v._contextr & CONTEXTR_V \
+                or v._contextr & CONTEXTR_IRICHPPIDIS:
+            return None
+        best = None
+        for n, w in enumerate(v.vm.spi_ist):
+            if (w & (ISTE_ENABLE | ISTE_PENDING | ISTE_ACTIVE)) != ISTE_ENABLE | ISTE_PENDING:
+                continue
+            if w >> ISTE_IAFFID_SHIFT != v.vcpu_id:
+                continue
+            p = (w >> ISTE_PRIO_SHIFT) & 0x1F
+            if best is None or p < best[1]:
+                best = (n, p)
+        return best
+
+    @staticmethod
+    def _intid(intid) -> int:
+        return _index(intid, 0, M32, "intid")
+
+    # GIC CDPRI (QEMU gicv5_set_priority): the unimplemented LOW-order bits of the host IRS
+    # width are dropped (keep the top irs_pri_bits bits of the 5-bit value, spec 1.6; a
+    # userspace-lowered IDR1.PRIORITY_BITS does not change the hardware, spec Q11)
+    def cdpri(self, intid, prio) -> None:
+        intid = self._intid(intid)
+        prio = _index(prio, 0, 31, "prio")
+        v = self._usable()
+        n = self._irs_spi(v, intid)
+        if n is None:
+            return
+        width = v.vm.kvm.irs_pri_bits
+        prio &= ((1 << width) - 1) << (5 - width)
+        ist = v.vm.spi_ist
+        ist[n] = (ist[n] & ~ISTE_PRIO) | (prio << ISTE_PRIO_SHIFT)
+
+    # GIC CDAFF (QEMU gicv5_set_target): IAFFID := iaffid; IRM = 1 (1-of-N, not offered:
+    # IDR0.ONE_N = 0) is treated as targeted and the ISTE's IRM bit is not written
+    def cdaff(self, intid, iaffid, irm=0) -> None:
+        intid = self._intid(intid)
+        iaffid = _index(iaffid, 0, 0xFFFF, "iaffid")
+        _index(irm, 0, 1, "irm")
+        v = self._usable()
+        n = self._irs_spi(v, intid)
+        if n is None:
+            return
+        ist = v.vm.spi_ist
+        ist[n] = (ist[n] & ~ISTE_IAFFID) | (iaffid << ISTE_IAFFID_SHIFT)
+
+    # GIC CDEN / CDDIS: ISTE.ENABLE := 1 / 0 (spec 4.3; not QEMU's SPI quirk where CDDIS
+    # enables)
+    def cden(self, intid) -> None:
+        self._ist_bit(intid, ISTE_ENABLE, True)
+
+    def cddis(self, intid) -> None:
+        self._ist_bit(intid, ISTE_ENABLE, False)
+
+    # GIC CDPEND: ISTE.PENDING := PENDING (not QEMU's SPI quirk where CDPEND 0 pends); KVM is
+    # not told (spec rule 5)
+    def cdpend(self, intid, pending) -> None:
+        self._ist_bit(intid, ISTE_PENDING, bool(_int(pending, "pending")))
+
+    # GIC CDHM (QEMU gicv5_set_handling): ISTE.HM := HM (1 = level)
+    def cdhm(self, intid, level) -> None:
+        self._ist_bit(intid, ISTE_HM, bool(_int(level, "level")))
+
+    def _ist_bit(self, intid, bit: int, value: bool) -> None:
+        intid = self._intid(intid)
+        v = self._usable()
+        n = self._irs_spi(v, intid)
+        if n is None:
+            return
+        ist = v.vm.spi_ist
+        ist[n] = (ist[n] | bit) if value else (ist[n] & ~bit)
+
+    # GIC CDRCFG (QEMU gicv5_request_config / spi_state_to_icsr): ICC_ICSR_EL1 := the SPI's
+    # ENABLED 1, PENDING 2, IRM 3, ACTIVE 4, HM 5, PRIORITY 15:11, IAFFID 47:32 with F = 0;
+    # anything else (PPI, LPI, another type, an id beyond the table, a VM without a virtual
+    # IRS) sets F only
+    def cdrcfg(self, intid) -> None:
+        intid = self._intid(intid)
+        v = self._usable()
+        n = self._irs_spi(v, intid)
+        if n is None:
+            v.icsr = ICSR_F
+            return
+        w = v.vm.spi_ist[n]
+        icsr = 0
+        for ist_bit, icsr_bit in ((ISTE_ENABLE, ICSR_ENABLED), (ISTE_PENDING, ICSR_PENDING),
+                                  (ISTE_IRM, ICSR_IRM), (ISTE_ACTIVE, ICSR_ACTIVE),
+                                  (ISTE_HM, ICSR_HM)):
+            if w & ist_bit:
+                icsr |= icsr_bit
+        icsr |= ((w >> ISTE_PRIO_SHIFT) & 0x1F) << ICSR_PRIO_SHIFT
+        icsr |= (w >> ISTE_IAFFID_SHIFT) << ICSR_IAFFID_SHIFT
+        v.icsr = icsr
+
+    # Guest MMIO to the IRS region (128 KiB from the IRS base). Each access is an exit handled
+    # in the kernel: fold (exit), dispatch_mmio_read/write (vgic-mmio.c @ 2bc87b58), the
+    # run loop's requests (a KVM_REQ_RELOAD_GICv5 is put + load), flush (entry).
+    # vgic_get_mmio_region -> check_region: a region must contain the offset, accept the
+    # width (1/2 bytes never, 8 bytes only in a 64-bit region) and the access be aligned to
+    # its size; anything else reads as zero and ignores the write.
+    @staticmethod
+    def _mmio_args(offset, size):
+        offset = _index(offset, 0, IRS_SIZE - 1, "offset")
+        if size is None:
+            region = _irs_region(offset)
+            size = 8 if region is not None and region == (offset, 8) else 4
+        else:
+            size = _int(size, "size")
+            if size not in (1, 2, 4, 8):
+                raise ValueError(f"size {size} is not 1, 2, 4 or 8")
+        if offset + size > IRS_SIZE:
+            raise ValueError(f"access {offset:#x}+{size} leaves the 128 KiB IRS region")
+        return offset, size
+
+    def _mmio_vcpu(self) -> RefVcpu:
+        if not self.live:
+            raise RuntimeError("the run() block has ended")
+        v = self.vcpu
+        if v.vm.profile != "7.4" or v.vm.device is None:
+            # no IRS iodev: the access would exit to userspace (KVM_EXIT_MMIO)
+            raise RuntimeError("no IRS region for this VM (the access exits to userspace)")
+        return v
+
+    @staticmethod
+    def _mmio_region(offset: int, size: int):
+        region = _irs_region(offset)
+        if region is None or size not in (4, 8) or offset % size:
+            return None
+        if size == 8 and region[1] != 8:
+            return None
+        return region
+
+    def irs_read(self, offset, size=None) -> int:
+        offset, size = self._mmio_args(offset, size)
+        v = self._mmio_vcpu()
+        v._exit()
+        value = 0
+        if self._mmio_region(offset, size) is not None:
+            value = v.vm._irs_read(offset, size) & ((1 << (8 * size)) - 1)
+        v._requests()
+        v._entry()
+        return value
+
+    def irs_write(self, offset, value, size=None) -> None:
+        offset, size = self._mmio_args(offset, size)
+        value = _int(value, "value")
+        if not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"value {value:#x} does not fit in {size} bytes")
+        v = self._mmio_vcpu()
+        v._exit()
+        if self._mmio_region(offset, size) is not None:
+            v.vm._irs_write(offset, size, value)
+        v._requests()
+        v._entry()

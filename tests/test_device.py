@@ -373,7 +373,7 @@ GROUPS = range(17)
 ATTRS = range(17)
 
 
-NOT_MODELLED = "not modelled"  # 7.4's IRS_REGS and IST groups: NotImplementedError
+NOT_MODELLED = "not modelled"  # a NotImplementedError (no group answers so any more)
 
 
 def expected_cell(op, group, attr, profile="final", initialised=False):
@@ -396,8 +396,22 @@ def expected_cell(op, group, attr, profile="final", initialised=False):
             if op == "has":
                 return -errno.ENXIO
             return -errno.ENOENT if initialised else -errno.EBUSY
-        if group in (uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, uapi.KVM_DEV_ARM_VGIC_GRP_IST):
-            return NOT_MODELLED
+        if group == uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS:
+            # vgic_v5_has_attr_regs: attr is the CONFIG_FRAME offset; 0, 4, .., 16 are IDR0..4,
+            # the offsets between them misaligned (EINVAL). GET / SET: not initialised EBUSY,
+            # then (vgic_v5_irs_attr_regs_access) no IRS base set ENXIO.
+            if op == "has":
+                return 0 if attr % 4 == 0 else -errno.EINVAL
+            return -errno.ENXIO if initialised else -errno.EBUSY
+        if group == uapi.KVM_DEV_ARM_VGIC_GRP_IST:
+            # vgic_v5_has_attr / _get_attr / _set_attr: attr 0 only (ENXIO); then
+            # vgic_v5_irs_save_ists / _restore_ists: not initialised EBUSY, then the 16-byte
+            # buffer is too short to copy a struct kvm_vgic_v5_ist (EFAULT).
+            if attr != 0:
+                return -errno.ENXIO
+            if op == "has":
+                return 0
+            return -errno.EFAULT if initialised else -errno.EBUSY
     return -errno.ENXIO
 
 

@@ -133,11 +133,15 @@ def test_restore_order_is_the_documented_one():
             kinds.append("SYSREGS")
         elif args == (uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_INIT):
             kinds.append("PMU_INIT")
+        elif who == "dev" and args[0] == uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS:
+            kinds.append("IRS_REGS")
+        elif who == "dev" and args[0] == uapi.KVM_DEV_ARM_VGIC_GRP_IST:
+            kinds.append("IST")
         else:
             kinds.append("PPI numbers")
     order = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
     assert order == ["vcpus", "device", "ADDR", "NR_IRQS", "PPI numbers", "INIT", "PMU_INIT",
-                     "SYSREGS"]
+                     "SYSREGS", "IRS_REGS", "IST"]
 
 
 def test_restore_misuse_and_kernel_refusals():

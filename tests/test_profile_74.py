@@ -548,20 +548,6 @@ def test_spi_batch_equals_per_call():
     assert a.spi_pending(0) and a.spi_pending(5) and a.spi_pending(31)
 
 
-# --- IRS_REGS / IST -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("group", [uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS,
-                                   uapi.KVM_DEV_ARM_VGIC_GRP_IST])
-def test_irs_groups_say_not_modelled(group):
-    """The 7.4 kernel has IRS_REGS (10) and IST (11); gic5 does not model the IRS register file
-    yet, so it says so (NotImplementedError) instead of answering ENXIO."""
-    _, dev, _ = vm74()
-    for call in (lambda: dev.has_attr(group, 0), lambda: dev.get_attr(group, 0, u64(0)),
-                 lambda: dev.set_attr(group, 0, u64(0))):
-        with pytest.raises(NotImplementedError, match="not model the IRS register file"):
-            call()
-
-
 def test_priorityr_restore_keeps_only_implemented_ppis_after_the_entry():
     """set_gic_ppi_priorityr stores the raw (5-bit) bytes; __vgic_v5_restore_ppi_state writes
     them to ICH_PPI_PRIORITYRn_EL2, whose fields of unimplemented PPIs are RES0, and the exit

@@ -430,15 +430,16 @@ def test_other_profiles_have_no_spis(profile):
         assert errno_of(dev.has_attr, group, 0) == errno.ENXIO
 
 
-def test_irs_groups_not_modelled():
+def test_irs_groups_are_modelled():
+    # vgic_v5_has_attr: IRS_REGS -> vgic_v5_has_attr_regs, IST attr 0 -> 0 (the groups
+    # themselves are checked in tests/test_reference_irs.py)
     vm, dev = ready_vm()
-    for group in (ref.GRP_IRS_REGS, ref.GRP_IST):
-        with pytest.raises(NotImplementedError):
-            dev.has_attr(group, 0)
-        with pytest.raises(NotImplementedError):
-            dev.get_attr(group, 0, u64())
-        with pytest.raises(NotImplementedError):
-            dev.set_attr(group, 0, u64())
+    dev.has_attr(ref.GRP_IRS_REGS, 0)
+    dev.has_attr(ref.GRP_IST, 0)
+    buf = u64(0xbad)
+    dev.get_attr(ref.GRP_IRS_REGS, 0, buf)
+    assert val(buf) == 0x1 | (5 << 2)  # IRS_IDR0: Non-secure, PA_RANGE 5
+    assert errno_of(dev.get_attr, ref.GRP_IST, 0, None) == errno.EINVAL
 
 
 # -- vCPU-count rules (vgic_v5_probe, kvm_vgic_create, kvm_arch_vcpu_precreate) --------------

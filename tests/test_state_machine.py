@@ -124,6 +124,22 @@ SYSREGS = list(uapi.CPU_SYSREGS_74.values()) + [
 SYSREG_VALUES = [0, U64, 1 << 3, 1 << 3 | 1 << 27, 0x48000008, 0x1F, 5, 1, 0x0500000000000000,
                  0x101, 0xFFFF_FFFF_0000_0101, 0x21]
 SPI_NUMS = [0, 0, 5, 31, 31, 32, 63, 1023, 1024, 0xFFFF]
+# 7.4's virtual IRS: the host IRS's register inputs, GIC CD* operands, IRS MMIO offsets /
+# sizes / values, IRS_REGS offsets and values, IST descriptors.
+IRS_REGS_HOSTS = [(5, 16, 14, 5)] * 4 + [(4, 16, 14, 5), (1, 14, 10, 0), (3, 20, 15, 7)]
+CD_SPIS = [0, 0, 0, 1, 1, 2, 5, 31, 33, 63, 1023]
+CD_INTIDS = [0x60000000 | n for n in CD_SPIS] + [0x60000400, 0x40000000, 0x20000003,
+                                                 0x20000003 | 1 << 24, 0x80000000, U32]
+CD_PRIOS = [0, 0x10, 0x10, 0x08, 0x1F, 1, 7, 32, -1]
+IRS_OFFSETS = [0x80, 0x80, 0x80, 0x108, 0x108, 0x114, 0x114, 0x118, 0x140, 0x144, 0x148,
+               0x0, 0x4, 0x8, 0x14, 0x84, 0x180, 0x184, 0x190, 0x194, 0x100, 0x200, 0xFFBC,
+               0xFFE0, 0x10000, 0x1C, 0x2, 0x1FFFC, 0x20000]
+IRS_SIZES = [None, None, None, 4, 8, 1, 2, 3]
+IRS_VALUES = [1, 1, 0, 0, 2, 3, 5, 31, 0xFFFF, 0x10000E, 0x8020001, 0xE, U32, 2**40 | 1, -1]
+IRS_REGS_OFFSETS = list(uapi.GICV5_IRS_REGS_UAPI) + [0x184, 0x2, 0x10000, 0xFFBC, 2**32 | 4,
+                                                      0x20, 0x5]
+IRS_REGS_VALUES = [0, 0, 1, 0x15, 0x11, 0x400001, 0x3B0, 0x380, 0x20, 32, 33, 0xE,
+                   0x8020001, 0x8020000, 0x10000, 0x7, 0x20, U64]
 
 irq_numbers = st.sampled_from(IRQ_NUMS) | st.integers(0, 130)
 masks = st.sampled_from(MASKS) | st.integers(0, U64)
@@ -183,8 +199,10 @@ class Gic5Machine(RuleBasedStateMachine):
                 pmu_rest=st.sampled_from([False, False, True]),
                 guest=st.sampled_from(["plain", "plain", "priorities", "masked"]),
                 irs_host=st.sampled_from(IRS_HOSTS),
-                irs_base=st.sampled_from([True, True, True, True, True, False]))
-    def make_vm(self, host, prebuild, nvcpus, pmu0, pmu_rest, guest, irs_host, irs_base):
+                irs_base=st.sampled_from([True, True, True, True, True, False]),
+                irs_regs_host=st.sampled_from(IRS_REGS_HOSTS))
+    def make_vm(self, host, prebuild, nvcpus, pmu0, pmu_rest, guest, irs_host, irs_base,
+                irs_regs_host):
         # Random rule order alone rarely reaches a running guest; most examples start from a
         # partly built VM instead. The prebuild calls are compared like any other step.
         # pmu_rest gives vCPUs 1.. the PMU feature too (and the same PMU_V3_INIT as vCPU 0,
@@ -192,8 +210,10 @@ class Gic5Machine(RuleBasedStateMachine):
         # than index 0 runs first), "running_all" enters every vCPU, the last one first.
         pmu, impl = host
         max_vpes, lpi_domain, ipa_bits, legacy = irs_host
+        pri_bits, id_bits, min_lpi, pa_range = irs_regs_host
         irs_kw = dict(max_vpes=max_vpes, lpi_domain=lpi_domain, ipa_bits=ipa_bits,
-                      gcie_legacy=legacy)
+                      gcie_legacy=legacy, irs_pri_bits=pri_bits, ist_id_bits=id_bits,
+                      min_lpi_id_bits=min_lpi, pa_range=pa_range)
         self.irs_base = irs_base  # prebuilt 7.4 VMs get their IRS base (as a VMM does)
         self.log.append(f"Kvm(Host(pmu={pmu}, impl_ppis={impl}, **{irs_kw}), "
                         f"profile={self.PROFILE!r}).create_vm()")
@@ -419,6 +439,160 @@ class Gic5Machine(RuleBasedStateMachine):
     def inject_spi(self, num, vcpu_id, level):
         self.irq_line(1, vcpu_id, num, level)
         event(f"spi {'accepted' if self.ref_vm.nr_spis > num and self.ref_vm.initialised else 'refused'}")
+
+    # -- 7.4's virtual IRS (on the other profiles the same calls answer as those kernels do)
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data(), method=st.sampled_from(["cdpri", "cdaff", "cden", "cden", "cddis",
+                                                  "cdpend", "cdpend", "cdhm", "cdrcfg"]),
+          intid=st.sampled_from(CD_INTIDS), prio=st.sampled_from(CD_PRIOS),
+          aff=st.sampled_from([None, None, 0, 1, 2, 0xFFFF, 0x10000]),
+          flag=st.sampled_from([1, 1, 0, True, 2]))
+    def guest_cd(self, data, method, intid, prio, aff, flag):
+        args = {"cdpri": (intid, prio), "cden": (intid,), "cddis": (intid,),
+                "cdpend": (intid, flag), "cdhm": (intid, flag), "cdrcfg": (intid,)}.get(method)
+        if method == "cdaff":
+            # the running vCPU's own id by default (so SPIs reach a resident target)
+            index = data.draw(st.sampled_from(sorted(self.runs)), label="cdaff target")
+            args = (intid, self.vcpus[index][1].vcpu_id if aff is None else aff)
+        self._guest(data, method, *args)
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data(), write=st.sampled_from([True, True, False]),
+          offset=st.sampled_from(IRS_OFFSETS), size=st.sampled_from(IRS_SIZES),
+          value=st.sampled_from(IRS_VALUES))
+    def guest_irs_mmio(self, data, write, offset, size, value):
+        if write:
+            self._guest(data, "irs_write", offset, value, size)
+        else:
+            self._guest(data, "irs_read", offset, size)
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data(), spi=st.sampled_from([0, 0, 1, 2, 5, 31, 40]),
+          level=st.sampled_from([False, False, True]), prio=st.sampled_from([0x10, 0x08, 0]),
+          enable_irs=st.sampled_from([True, True, True, False]),
+          steps=st.lists(st.sampled_from(["raise", "raise", "lower", "cdia", "cdia", "cddi",
+                                          "cdeoi", "wfi", "wfi", "reenter", "disable",
+                                          "cdpend0", "cdhm"]),
+                         min_size=2, max_size=9))
+    def guest_spi_flow(self, data, spi, level, prio, enable_irs, steps):
+        # the 7.4 selftest guest (guest_spi_line_code): IRS enable, SPI_SELR / SPI_CFGR, CDPRI,
+        # CDAFF to itself, CDEN; then the host raises and lowers the line while the guest
+        # acknowledges, deactivates, drops priority, waits and exits, every observable
+        # compared after each call
+        index, lib_cpu, ref_cpu = self._cpu(data)
+        vcpu_id = self.vcpus[index][1].vcpu_id
+        intid = 0x60000000 | spi
+        setup = [("irs_write", (0x80, 1 if enable_irs else 0)), ("irs_write", (0x108, spi)),
+                 ("irs_write", (0x114, int(level))), ("write_cr0", (True,)),
+                 ("write_pcr", (0x10,)), ("cdpri", (intid, prio)), ("cdaff", (intid, vcpu_id)),
+                 ("cden", (intid,))]
+        for method, args in setup:
+            self.both(f"cpu[{index}].{method}{args}",
+                      lambda: getattr(lib_cpu, method)(*args),
+                      lambda: getattr(ref_cpu, method)(*args))
+        acked = []
+        for step in steps:
+            if index not in self.runs:
+                break
+            _, _, lib_cpu, ref_cpu = self.runs[index]
+            if step in ("raise", "lower"):
+                self.irq_line(1, 0, spi, int(step == "raise"))
+            elif step == "reenter":
+                self._exit(index)
+                self.masks_agree()
+                self._enter(index)
+            elif step in ("cddi", "cdpend0", "cdhm", "disable"):
+                method, args = {"cddi": ("cddi", (acked.pop() if acked else intid,)),
+                                "cdpend0": ("cdpend", (intid, 0)),
+                                "cdhm": ("cdhm", (intid, 1)),
+                                "disable": ("irs_write", (0x80, 0))}[step]
+                self.both(f"cpu[{index}].{method}{args}",
+                          lambda: getattr(lib_cpu, method)(*args),
+                          lambda: getattr(ref_cpu, method)(*args))
+            else:
+                lo, _ = self.both(f"cpu[{index}].{step}()", getattr(lib_cpu, step),
+                                  getattr(ref_cpu, step))
+                if step == "cdia" and isinstance(lo[2], int):
+                    acked.append(lo[2])
+                    event(f"spi flow: cdia {'SPI' if lo[2] >> 29 == 3 else 'PPI'}")
+                if step == "wfi":
+                    event(f"spi flow: wfi {lo[2]}, doorbell {self.vcpus[index][1].db_fired}")
+            self.masks_agree()
+
+    @precondition(lambda self: self.device is not None)
+    @rule(op=st.sampled_from(["has", "get", "get", "set", "set", "set"]),
+          attr=st.sampled_from(IRS_REGS_OFFSETS), value=st.sampled_from(IRS_REGS_VALUES),
+          size=st.sampled_from([8, 8, 8, 4, 0]))
+    def irs_regs(self, op, attr, value, size):
+        group = uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS
+        lib_dev, ref_dev = self.device
+        if op == "has":
+            self.both(f"dev.has_attr(IRS_REGS, {attr:#x})", lambda: lib_dev.has_attr(group, attr),
+                      lambda: ref_dev.has_attr(group, attr))
+            return
+        spec = ("bytearray" if size else "none", size, value)
+        fn = "get_attr" if op == "get" else "set_attr"
+        self.both_buffer(f"dev.{fn}(IRS_REGS, {attr:#x})", spec,
+                         lambda b: getattr(lib_dev, fn)(group, attr, b),
+                         lambda b: getattr(ref_dev, fn)(group, attr, b))
+
+    @precondition(lambda self: self.device is not None)
+    @rule(op=st.sampled_from(["get", "get", "set", "set", "has"]),
+          attr=st.sampled_from([0, 0, 0, 0, 1]),
+          spi=st.sampled_from(["full", "full", "full", "short", "none", "ro", "big"]),
+          lpi=st.sampled_from(["none", "none", "none", "full", "short"]),
+          words=st.sampled_from(["zero", "pending", "mixed", "hwu"]),
+          form=st.sampled_from(["struct", "struct", "struct", "null", "raw16", "raw32"]))
+    def ist(self, op, attr, spi, lpi, words, form):
+        group = uapi.KVM_DEV_ARM_VGIC_GRP_IST
+        lib_dev, ref_dev = self.device
+        if op == "has":
+            self.both(f"dev.has_attr(IST, {attr})", lambda: lib_dev.has_attr(group, attr),
+                      lambda: ref_dev.has_attr(group, attr))
+            return
+        nr = self.ref_vm.nr_spis or 32
+        # the LPI IST the guest's IST_CFGR describes (the harness reads it off the reference)
+        n_lpi = 1 << (getattr(self.ref_vm, "irs_cfgr_lpi_id_bits", 0) or 14)
+        pattern = {"zero": [0], "pending": [1 | 8 | 0x10 << 11],
+                   "mixed": [0, 1 | 4 | 8, 2, 8 | 0x600 | 3 << 16, 1],
+                   "hwu": [0x600 | 1]}[words]
+
+        def image(count, kind):
+            if kind == "none":
+                return None, 0
+            data = bytearray(b"".join((pattern[i % len(pattern)] & U32).to_bytes(4, "little")
+                                      for i in range(count)))
+            if kind == "short":
+                return data[:-4], count * 4
+            if kind == "ro":
+                return bytes(data), count * 4
+            if kind == "big":
+                return data + bytes(8), count * 4 + 8
+            return data, count * 4
+
+        def desc():
+            if form == "null":
+                return None
+            if form == "raw16":
+                return bytearray(16)
+            if form == "raw32":
+                return bytearray(32)
+            s_buf, s_size = image(nr, spi)
+            l_buf, l_size = image(n_lpi, lpi)
+            return uapi.kvm_vgic_v5_ist(s_buf, s_size, l_buf, l_size)
+
+        lib_desc, ref_desc = desc(), desc()
+        fn = "get_attr" if op == "get" else "set_attr"
+        lo, _ = self.both(f"dev.{fn}(IST, {attr}, spi={spi}, lpi={lpi}, words={words}, form={form})",
+                  lambda: getattr(lib_dev, fn)(group, attr, lib_desc),
+                  lambda: getattr(ref_dev, fn)(group, attr, ref_desc))
+        event(f"ist {op}: {lo[0]} {lo[1] if lo[0] != 'ok' else ''}")
+        if isinstance(lib_desc, uapi.kvm_vgic_v5_ist):
+            for name in ("spi_ist", "lpi_ist"):
+                lb, rb = getattr(lib_desc, name), getattr(ref_desc, name)
+                assert (None if lb is None else bytes(lb)) == (None if rb is None else bytes(rb)), (
+                    f"{self.PROFILE}: IST {fn}: {name} bytes differ\ncalls so far:\n  "
+                    + "\n  ".join(self.log))
 
     @precondition(lambda self: self.runs)
     @rule(data=st.data(), reg=st.sampled_from(["read_iaffidr", "read_icsr"]))
@@ -751,14 +925,19 @@ class Gic5Machine(RuleBasedStateMachine):
         for name in ("nr_spis", "max_vcpus"):
             self._same(f"vm.{name}", lambda n=name: getattr(self.lib_vm, n),
                        lambda n=name: getattr(self.ref_vm, n))
+        self._same("vm.irs_enabled", lambda: self.lib_vm.irs_enabled,
+                   lambda: self.ref_vm.irs_enabled)
         for spi in range(min(self.ref_vm.nr_spis, 40)):
-            for name in ("spi_pending", "spi_state"):
+            for name in ("spi_pending", "spi_state", "spi_level_config", "spi_iste"):
                 self._same(f"vm.{name}({spi})", lambda n=name: getattr(self.lib_vm, n)(spi),
                            lambda n=name: getattr(self.ref_vm, n)(spi))
         for index, (lib_v, ref_v) in enumerate(self.vcpus):
             for name in VCPU_VIEWS:
                 self._same(f"vcpu[{index}].{name}()", getattr(lib_v, name),
                            getattr(ref_v, name))
+            for name in ("contextr", "db_fired"):
+                self._same(f"vcpu[{index}].{name}", lambda n=name: getattr(lib_v, n),
+                           lambda n=name: getattr(ref_v, n))
         for index, (_, _, lib_cpu, ref_cpu) in self.runs.items():
             for name, n in CPU_READS:
                 self._same(f"cpu[{index}].{name}({n})", lambda: getattr(lib_cpu, name)(n),

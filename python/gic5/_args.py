@@ -17,9 +17,10 @@ Rules this module keeps:
 from __future__ import annotations
 
 import operator
+import struct
 from typing import Any
 
-__all__ = ["index", "uint", "flag", "attr_key", "vcpu_id"]
+__all__ = ["index", "uint", "flag", "attr_key", "vcpu_id", "ist_descriptor"]
 
 
 def index(value: Any, name: str) -> int:
@@ -55,3 +56,36 @@ def vcpu_id(value: Any) -> int:
     if number < 0:
         raise ValueError(f"vcpu_id {number} is negative (KVM takes an unsigned long)")
     return number
+
+
+def ist_descriptor(addr: Any) -> tuple[bool, bool, Any, int, Any, int]:
+    """KVM_DEV_ARM_VGIC_GRP_IST's addr, read as vgic_v5_copy_ist_attr reads the struct:
+    (null, readable, spi_ist, spi_ist_size, lpi_ist, lpi_ist_size). ``addr`` is None / 0
+    (NULL), an object with the four fields of ``gic5.uapi.kvm_vgic_v5_ist`` (the buffers are
+    passed on as they are, None standing for a NULL address), or a buffer holding the raw
+    struct: fewer than 32 bytes cannot be copied (readable False, EFAULT), and a non-zero
+    address field is a TypeError (gic5 never dereferences a raw address; zero ones are NULL).
+    Sizes are __u64 (OverflowError otherwise). Anything else is a TypeError."""
+    if addr is None or (isinstance(addr, int) and addr == 0):  # False too, as UserPtr
+        return True, False, None, 0, None, 0
+    fields = ("spi_ist", "spi_ist_size", "lpi_ist", "lpi_ist_size")
+    if all(hasattr(addr, f) for f in fields):
+        spi_size = uint(addr.spi_ist_size, 64, "spi_ist_size")
+        lpi_size = uint(addr.lpi_ist_size, 64, "lpi_ist_size")
+        return False, True, addr.spi_ist, spi_size, addr.lpi_ist, lpi_size
+    if isinstance(addr, int):
+        raise TypeError("addr must be None, 0, a gic5.uapi.kvm_vgic_v5_ist or a buffer: gic5 "
+                        f"never dereferences a raw address (got the int {addr:#x})")
+    try:
+        view = memoryview(addr).cast("B")
+    except TypeError:
+        raise TypeError("addr must be None, 0, a gic5.uapi.kvm_vgic_v5_ist or a buffer, not "
+                        f"{type(addr).__name__}") from None
+    if view.nbytes < 32:
+        return False, False, None, 0, None, 0
+    spi_addr, spi_size, lpi_addr, lpi_size = struct.unpack_from("=4Q", view, 0)
+    if spi_addr or lpi_addr:
+        raise TypeError("a raw struct kvm_vgic_v5_ist with a non-zero address: gic5 never "
+                        "dereferences a raw address (pass a gic5.uapi.kvm_vgic_v5_ist "
+                        "holding the buffers)")
+    return False, True, None, spi_size, None, lpi_size

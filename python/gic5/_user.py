@@ -84,6 +84,15 @@ class UserPtr:
             offset += fmt.size
         return True
 
+    def read_words(self, fmt: struct.Struct, count: int) -> list[int]:
+        """The first ``count`` values of ``fmt`` that can be read, one ``get_user`` each: fewer
+        when the buffer ends (or is NULL) before them, the next read faulting."""
+        view = self._view
+        if view is None:
+            return []
+        n = min(count, view.nbytes // fmt.size)
+        return [v for (v,) in fmt.iter_unpack(view[:n * fmt.size])]
+
     def write_u64s(self, *values: int) -> bool:
         return self.write(_U64, values)
 

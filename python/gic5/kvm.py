@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import struct
 import threading
 from typing import Any, Callable, Iterator, NamedTuple, overload
 
 from gic5core import PROFILE_DATA as _PROFILE_DATA
 from gic5core import CpuIf, VmCore, check
-from gic5core.vm import check_irs_host
+from gic5core.vm import check_irs_host, check_irs_regs_host
 from gic5core import PROFILES as _CORE_PROFILES
 
 from . import kvmdev, uapi
 from ._args import attr_key as _attr_key
 from ._args import flag as _flag
 from ._args import index as _index
+from ._args import ist_descriptor
 from ._args import uint as _uint
 from ._args import vcpu_id as _vcpu_id
 from ._user import UserPtr
@@ -60,7 +62,8 @@ _NV_TIMERS = ("hvtimer", "hptimer")
 
 class Host:
     """Host(pmu=True, impl_ppis=None, *, max_vpes=512, lpi_domain=True, ipa_bits=40,
-    gcie_legacy=False): the host capabilities KVM probes at boot.
+    gcie_legacy=False, irs_pri_bits=5, ist_id_bits=16, min_lpi_id_bits=14, pa_range=5): the
+    host capabilities KVM probes at boot.
 
     ``impl_ppis`` defaults to the final kernel's hard-coded set (0x5C800008 with a PMU,
     0x5C000008 without; word 1 = 0). ``impl_ppis=(word0, word1)`` overrides it on every
@@ -73,7 +76,12 @@ class Host:
     registers (KVM_CREATE_DEVICE(V5) is ENODEV). ``ipa_bits`` is the guest IPA size the IRS
     address must fit in (32..52). ``gcie_legacy`` True: the GICv3-legacy device registers too,
     which keeps a new VM's vCPU limit at 512 until KVM_CREATE_DEVICE(V5) lowers it; False: the
-    limit is max_gicv5_vcpus from the start.
+    limit is max_gicv5_vcpus from the start. The host IRS's register inputs (7.4's emulated
+    IRS copies them at CTRL_INIT, kvm_vgic_v5_irs_init): ``irs_pri_bits`` 1..5 (the IRS's
+    priority bits: IRS_IDR1.PRIORITY_BITS + 1, and the bits CDPRI keeps), ``ist_id_bits``
+    14..24 (the host IRS_IDR2.ID_BITS; the guest sees min(16, it)), ``min_lpi_id_bits``
+    10..min(ist_id_bits, 15) (IRS_IDR2.MIN_LPI_ID_BITS, 4 bits), ``pa_range`` 0..7 (the sanitised
+    ID_AA64MMFR0_EL1.PARange, IRS_IDR0.PA_RANGE). Their defaults are model choices.
 
     >>> hex(Host().impl_ppis[0]), hex(Host(pmu=False).impl_ppis[0])
     ('0x5c800008', '0x5c000008')
@@ -81,12 +89,18 @@ class Host:
     256
     """
 
-    __slots__ = ("_pmu", "_impl", "_max_vpes", "_lpi_domain", "_ipa_bits", "_gcie_legacy")
+    __slots__ = ("_pmu", "_impl", "_max_vpes", "_lpi_domain", "_ipa_bits", "_gcie_legacy",
+                 "_irs_regs")
 
     def __init__(self, pmu: bool = True, impl_ppis: tuple[int, int] | None = None, *,
                  max_vpes: int = 512, lpi_domain: bool = True, ipa_bits: int = 40,
-                 gcie_legacy: bool = False) -> None:
+                 gcie_legacy: bool = False, irs_pri_bits: int = 5, ist_id_bits: int = 16,
+                 min_lpi_id_bits: int = 14, pa_range: int = 5) -> None:
         self._pmu = _flag(pmu, "pmu")
+        irs_regs = (_index(irs_pri_bits, "irs_pri_bits"), _index(ist_id_bits, "ist_id_bits"),
+                    _index(min_lpi_id_bits, "min_lpi_id_bits"), _index(pa_range, "pa_range"))
+        check_irs_regs_host(*irs_regs)
+        self._irs_regs = irs_regs
         max_vpes = _index(max_vpes, "max_vpes")
         ipa_bits = _index(ipa_bits, "ipa_bits")
         check_irs_host(max_vpes, ipa_bits)  # the core's rule, checked before any VM exists
@@ -136,10 +150,32 @@ class Host:
         """The GICv3-legacy device registers too (7.4: VMs start with 512 vCPUs)."""
         return self._gcie_legacy
 
+    @property
+    def irs_pri_bits(self) -> int:
+        """The host IRS's priority bits (7.4: IRS_IDR1.PRIORITY_BITS + 1, CDPRI's width)."""
+        return self._irs_regs[0]
+
+    @property
+    def ist_id_bits(self) -> int:
+        """The host IRS_IDR2.ID_BITS (7.4: the guest's IRS_IDR2.ID_BITS is min(16, it))."""
+        return self._irs_regs[1]
+
+    @property
+    def min_lpi_id_bits(self) -> int:
+        """The host IRS_IDR2.MIN_LPI_ID_BITS (7.4: the guest's, and IDR2's restore floor)."""
+        return self._irs_regs[2]
+
+    @property
+    def pa_range(self) -> int:
+        """The sanitised ID_AA64MMFR0_EL1.PARange code (7.4: IRS_IDR0.PA_RANGE at reset)."""
+        return self._irs_regs[3]
+
     def __repr__(self) -> str:
         return (f"Host(pmu={self._pmu}, impl_ppis=({self._impl[0]:#x}, {self._impl[1]:#x}), "
                 f"max_vpes={self._max_vpes}, lpi_domain={self._lpi_domain}, "
-                f"ipa_bits={self._ipa_bits}, gcie_legacy={self._gcie_legacy})")
+                f"ipa_bits={self._ipa_bits}, gcie_legacy={self._gcie_legacy}, "
+                f"irs_pri_bits={self.irs_pri_bits}, ist_id_bits={self.ist_id_bits}, "
+                f"min_lpi_id_bits={self.min_lpi_id_bits}, pa_range={self.pa_range})")
 
 
 class Kvm:
@@ -242,6 +278,8 @@ class Vm(VmCore):
         w0, w1 = host.impl_ppis
         super().__init__(kvm.profile, host.pmu, w0, w1, host.max_vpes, host.lpi_domain,
                          host.ipa_bits, host.gcie_legacy)
+        self._set_irs_host(host.irs_pri_bits, host.ist_id_bits, host.min_lpi_id_bits,
+                           host.pa_range)
         self._kvm = kvm
         self._config_lock = threading.Lock()
         self._vcpus: list[Vcpu] = []
@@ -297,7 +335,7 @@ class Vm(VmCore):
 
 # --- device attributes -----------------------------------------------------------------------
 
-_Handler = Callable[["Device", int, UserPtr], None]
+_Handler = Callable[["Device", int, Any], None]  # a UserPtr, or addr itself (raw_addr)
 
 
 class _DeviceAttr(NamedTuple):
@@ -305,6 +343,7 @@ class _DeviceAttr(NamedTuple):
     set: _Handler | None
     has: Callable[[Device, int], None] | None = None  # a data-attr group's own HAS check
     irs: bool = False             # only on a profile with the IRS-era UAPI (7.4)
+    raw_addr: bool = False        # the handlers take addr itself (a struct with pointers)
 
 
 def _set_ctrl_init(dev: Device, attr: int, ptr: UserPtr) -> None:
@@ -359,11 +398,55 @@ def _get_sysreg(dev: Device, attr: int, ptr: UserPtr) -> None:
         check(-errno.EFAULT)
 
 
-def _irs_not_modelled(dev: Device, attr: int, ptr: UserPtr | None = None) -> None:
-    raise NotImplementedError(
-        "KVM_DEV_ARM_VGIC_GRP_IRS_REGS / KVM_DEV_ARM_VGIC_GRP_IST: the kernel (7.4) has these "
-        "groups, but gic5 does not model the IRS register file or the IST yet; they will not "
-        "answer ENXIO, which would misstate the kernel")
+def _has_irs_regs(dev: Device, attr: int) -> None:
+    dev.vm._irs_regs_has(attr)
+
+
+def _set_irs_regs(dev: Device, attr: int, ptr: UserPtr) -> None:
+    readable, value = ptr.read_u64()
+    dev.vm._irs_regs_set(attr, readable, value)
+
+
+def _get_irs_regs(dev: Device, attr: int, ptr: UserPtr) -> None:
+    if not ptr.write_u64(dev.vm._irs_regs_get(attr)):
+        check(-errno.EFAULT)
+
+
+def _has_ist(dev: Device, attr: int) -> None:
+    if attr != 0:
+        check(-errno.ENXIO)  # vgic_v5_has_attr: the IST group has attr 0 only
+
+
+_ISTE = struct.Struct("<I")  # one little-endian __u32 ISTE
+
+
+def _ist_args(attr: int, addr: Any) -> tuple[bool, bool, UserPtr, int, UserPtr, int]:
+    if attr != 0:
+        check(-errno.ENXIO)  # vgic_v5_set_attr / get_attr, before the IST functions
+    null, readable, spi, spi_size, lpi, lpi_size = ist_descriptor(addr)
+    return null, readable, UserPtr(spi), spi_size, UserPtr(lpi), lpi_size
+
+
+def _get_ist(dev: Device, attr: int, addr: Any) -> None:
+    # vgic_v5_irs_save_ists: the SPI words go out one put_user each (an entry that does not
+    # fit faults, the earlier ones stay written), then the LPI IST's.
+    null, readable, spi, spi_size, lpi, lpi_size = _ist_args(attr, addr)
+    spi_words, lpi_rc, lpi_words = dev.vm._ist_get(null, readable, spi.is_null, spi_size,
+                                                   lpi.is_null, lpi_size)
+    if not spi.write(_ISTE, tuple(int(w) for w in spi_words)):
+        check(-errno.EFAULT)
+    if lpi_rc:
+        check(lpi_rc)
+    if lpi_words is not None and not lpi.write(_ISTE, tuple(int(w) for w in lpi_words)):
+        check(-errno.EFAULT)
+
+
+def _set_ist(dev: Device, attr: int, addr: Any) -> None:
+    # vgic_v5_irs_restore_ists: the words that can be read (get_user each) are handed over;
+    # the core faults at the first one missing.
+    null, readable, spi, spi_size, lpi, lpi_size = _ist_args(attr, addr)
+    dev.vm._ist_set(null, readable, spi.is_null, spi_size, lpi.is_null, lpi_size,
+                    spi.read_words(_ISTE, spi_size // 4), lpi.read_words(_ISTE, lpi_size // 4))
 
 
 _DEVICE_ATTRS: dict[tuple[int, int | None], _DeviceAttr] = {
@@ -378,12 +461,11 @@ _DEVICE_ATTRS: dict[tuple[int, int | None], _DeviceAttr] = {
         _DeviceAttr(get=_get_nr_irqs, set=_set_nr_irqs, irs=True),
     (uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, None):
         _DeviceAttr(get=_get_sysreg, set=_set_sysreg, has=_has_sysreg, irs=True),
+    # 7.4 (vgic_v5_attr_regs_access; vgic_v5_irs_save_ists / _restore_ists @ f9846846):
     (uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, None):
-        _DeviceAttr(get=_irs_not_modelled, set=_irs_not_modelled, has=_irs_not_modelled,
-                    irs=True),
+        _DeviceAttr(get=_get_irs_regs, set=_set_irs_regs, has=_has_irs_regs, irs=True),
     (uapi.KVM_DEV_ARM_VGIC_GRP_IST, None):
-        _DeviceAttr(get=_irs_not_modelled, set=_irs_not_modelled, has=_irs_not_modelled,
-                    irs=True),
+        _DeviceAttr(get=_get_ist, set=_set_ist, has=_has_ist, irs=True, raw_addr=True),
 }
 
 
@@ -401,13 +483,17 @@ class Device:
         return self._vm
 
     def _lookup(self, group: Any, attr: Any,
-                addr: Any) -> tuple[_DeviceAttr | None, int, UserPtr]:
+                addr: Any) -> tuple[_DeviceAttr | None, int, Any]:
         group, attr = _attr_key(group, attr)
-        ptr = UserPtr(addr)
-        self._vm._alive()
         entry = _DEVICE_ATTRS.get((group, attr)) or _DEVICE_ATTRS.get((group, None))
         if entry is not None and entry.irs and self._vm.profile not in _IRS_PROFILES:
             entry = None  # a PPI-only device does not know the group
+        if entry is not None and entry.raw_addr:
+            ist_descriptor(addr)  # the argument rule, before anything runs
+            ptr: Any = addr
+        else:
+            ptr = UserPtr(addr)
+        self._vm._alive()
         return entry, attr, ptr
 
     def has_attr(self, group: int, attr: int) -> None:
@@ -619,6 +705,19 @@ class Vcpu:
     def cpu_lines(self) -> tuple[bool, bool]:
         """The (IRQ, FIQ) lines driven by KVM_ARM_IRQ_TYPE_CPU words (no in-kernel GIC)."""
         return self._vm._cpu_lines(self._index)
+
+    @property
+    def contextr(self) -> int:
+        """ICH_CONTEXTR_EL2 as vgic_v5_load / vgic_v5_put last wrote it (7.4; 0 elsewhere):
+        V 63, IRICHPPIDIS 61 (the guest's IRS was disabled at the load: no SPI is
+        delivered), DB 60 and DBPM 59:55 (the doorbell a WFI put requested), VPE 47:32; the
+        VM field 15:0 is always 0 (host VM ids are not modelled)."""
+        return int(self._vm._contextr(self._index))
+
+    @property
+    def db_fired(self) -> bool:
+        """The vCPU's VPE doorbell fired since it was made non-resident (7.4)."""
+        return bool(self._vm._db_fired(self._index))
 
     def __repr__(self) -> str:
         return f"<gic5.Vcpu id={self._vcpu_id} index={self._index} of {self._vm!r}>"

@@ -41,6 +41,7 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 import weakref
 from typing import Any, NoReturn
 
@@ -52,6 +53,7 @@ from . import uapi
 from ._user import UserPtr
 from ._args import attr_key as _attr_key
 from ._args import flag as _flag
+from ._args import ist_descriptor as _ist_descriptor
 from ._args import uint as _uint
 from ._args import vcpu_id as _vcpu_id
 
@@ -235,6 +237,9 @@ def _libc_failed() -> NoReturn:
     raise AssertionError("check() returned for a negative code")
 
 
+_IST_DESC = struct.Struct("=4Q")  # struct kvm_vgic_v5_ist: four __u64
+
+
 def _user_view(addr: Any) -> memoryview | None:
     """The model's user-pointer rules (UserPtr refuses the same things), then the bytes."""
     if UserPtr(addr).is_null:
@@ -336,6 +341,9 @@ class _Fd:
     def _attr(self, request: int, group: Any, attr: Any, addr: Any) -> None:
         """KVM_{HAS,GET,SET}_DEVICE_ATTR on this fd, ``addr`` through a _UserWindow."""
         group, attr = _attr_key(group, attr)
+        if group == uapi.KVM_DEV_ARM_VGIC_GRP_IST and isinstance(self, KvmDevice):
+            self._ist_attr(request, attr, addr)
+            return
         view = _user_view(addr)
         fd = self.fileno()
         window = _UserWindow(view)
@@ -343,6 +351,32 @@ class _Fd:
             fcntl.ioctl(fd, request, DEVICE_ATTR.pack(0, group, attr, window.addr))
         finally:
             window.finish()
+
+    def _ist_attr(self, request: int, attr: int, addr: Any) -> None:
+        # KVM_DEV_ARM_VGIC_GRP_IST's addr is a struct kvm_vgic_v5_ist of user pointers: the
+        # argument rule is the model's (gic5._args.ist_descriptor); each buffer gets its own
+        # window and the struct holds their addresses.
+        null, readable, spi, spi_size, lpi, lpi_size = _ist_descriptor(addr)
+        fd = self.fileno()
+        if null or not readable:
+            raw = None if null else memoryview(addr).cast("B")
+            window = _UserWindow(raw)
+            try:
+                fcntl.ioctl(fd, request, DEVICE_ATTR.pack(0, uapi.KVM_DEV_ARM_VGIC_GRP_IST,
+                                                          attr, window.addr))
+            finally:
+                window.finish()
+            return
+        windows = [_UserWindow(_user_view(spi)), _UserWindow(_user_view(lpi))]
+        try:
+            desc = bytearray(_IST_DESC.pack(windows[0].addr, spi_size, windows[1].addr,
+                                            lpi_size))
+            windows.append(_UserWindow(memoryview(desc)))
+            fcntl.ioctl(fd, request, DEVICE_ATTR.pack(0, uapi.KVM_DEV_ARM_VGIC_GRP_IST, attr,
+                                                      windows[2].addr))
+        finally:
+            for w in windows:
+                w.finish()
 
 
 class _AttrFd(_Fd):
@@ -514,6 +548,36 @@ class KvmVm(_Fd):
     def spi_state(self, spi: int) -> NoReturn:
         """Kernel-internal: always raises NotImplementedError (see ``spi_pending``)."""
         _missing("Vm.spi_state()", "KVM's SPI state (struct vgic_irq) " + _KERNEL_STATE)
+
+    def spi_iste(self, spi: int) -> NoReturn:
+        """Hardware state: always raises NotImplementedError (the virtual IST belongs to the
+        host IRS; save it with KVM_DEV_ARM_VGIC_GRP_IST, as gic5.save_state does)."""
+        _missing("Vm.spi_iste()", "the virtual SPI IST is the host IRS's memory, read only "
+                 "through KVM_DEV_ARM_VGIC_GRP_IST (gic5.save_state)")
+
+    def spi_level_config(self, spi: int) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError (see ``spi_pending``)."""
+        _missing("Vm.spi_level_config()", "KVM's SPI config (struct vgic_irq) " + _KERNEL_STATE)
+
+    @property
+    def spi_ist_entries(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError (the host IST's size)."""
+        _missing("Vm.spi_ist_entries", "the host SPI IST's size " + _KERNEL_STATE)
+
+    @property
+    def irs_enabled(self) -> bool:
+        """The guest's IRS_CR0.IRSEN as KVM_DEV_ARM_VGIC_GRP_IRS_REGS reads it (7.4); False
+        without a V5 device or before CTRL_INIT (the group answers EBUSY then)."""
+        if self._device is None:
+            return False
+        buf = bytearray(8)
+        try:
+            self._device.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, 0x80, buf)
+        except OSError as exc:
+            if exc.errno in (errno.EBUSY, errno.ENXIO, errno.EINVAL):
+                return False
+            raise
+        return bool(int.from_bytes(buf, sys.byteorder) & 1)
 
     @property
     def nr_spis(self) -> int:
@@ -760,6 +824,16 @@ class KvmVcpu(_AttrFd):
         """
         _missing("Vcpu.cpu_lines()", "the IRQ/FIQ lines KVM_ARM_IRQ_TYPE_CPU drives "
                  "(vcpu->arch.irq_lines) " + _KERNEL_STATE)
+
+    @property
+    def contextr(self) -> NoReturn:
+        """Hardware state: always raises NotImplementedError (ICH_CONTEXTR_EL2 is EL2's)."""
+        _missing("Vcpu.contextr", "ICH_CONTEXTR_EL2 is an EL2 register " + _KERNEL_STATE)
+
+    @property
+    def db_fired(self) -> NoReturn:
+        """Kernel-internal: always raises NotImplementedError (vgic_v5 db_fired)."""
+        _missing("Vcpu.db_fired", "the VPE doorbell state " + _KERNEL_STATE)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._fd}"

@@ -19,10 +19,18 @@ Rules this module keeps:
   each PMU vCPU's PMU_V3_INIT (which needs CTRL_INIT on V5), then the CPU_SYSREGS of every
   vCPU. No vCPU may have run before the registers are written (the kernel refuses with
   EBUSY), and the registers need CTRL_INIT first (EBUSY too).
+- The IRS part (once an IRS base is set): every CONFIG_FRAME offset of
+  ``uapi.GICV5_IRS_REGS_UAPI`` through KVM_DEV_ARM_VGIC_GRP_IRS_REGS, and the ISTs through
+  KVM_DEV_ARM_VGIC_GRP_IST (the SPI IST, one ISTE per SPI; the LPI IST when the saved
+  IST_BASER and IST_CFGR describe one). Restore writes the IRS registers after the
+  CPU_SYSREGS (IDR*, IST_CFGR and IST_BASER before the IST, as the documentation asks), the
+  *_STATUSR included (the kernel ignores them), then the ISTs, which replays each pending
+  interrupt; after that the VM may run.
 - What the UAPI does not carry is not in the state: the timers' and the PMU's output lines
   belong to their own save/restore (the timer registers through KVM_{GET,SET}_ONE_REG); the
-  VMM re-drives them on the destination. SPI state (the IST) and the IRS registers are not
-  modelled yet (KVM_DEV_ARM_VGIC_GRP_IST / IRS_REGS raise NotImplementedError).
+  VMM re-drives them on the destination, and so it re-drives its device lines (KVM's SPI
+  line levels are not saved: a LEVEL SPI's pending state comes back through the IST).
+- Format 1 (issue 14's, no IRS part) is still restored; save_state writes format 2.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ from . import uapi
 
 __all__ = ["save_state", "restore_state", "STATE_FORMAT"]
 
-# The layout of the dict save_state returns; restore_state refuses any other.
-STATE_FORMAT = "gic5.vgic-v5-state/1"
+# The layout of the dict save_state returns; restore_state refuses any other but format 1.
+STATE_FORMAT = "gic5.vgic-v5-state/2"
+_FORMAT_1 = "gic5.vgic-v5-state/1"  # no "irs" part
 
 _TIMER_ATTRS = {"vtimer": uapi.KVM_ARM_VCPU_TIMER_IRQ_VTIMER,
                 "ptimer": uapi.KVM_ARM_VCPU_TIMER_IRQ_PTIMER}
@@ -99,7 +108,29 @@ def save_state(vm: Any) -> dict[str, Any]:
         state["vcpus"].append({"vcpu_id": vcpu.vcpu_id, "el2": bool(vcpu.el2),
                                "pmu": bool(vcpu.pmu), "timer_irqs": timers,
                                "pmu_irq": pmu_irq, "sysregs": sysregs})
+    state["irs"] = None
+    if state["device"]["irs_base"] != uapi.VGIC_ADDR_UNDEF:
+        state["irs"] = _save_irs(dev, state["device"]["nr_irqs"])
     return state
+
+
+def _lpi_ist_words(regs: dict[str, int]) -> int:
+    # The LPI IST the guest describes: IST_BASER.VALID and 2 ** IST_CFGR.LPI_ID_BITS entries
+    # (vgic_v5_irs_lpi_ist_id_bits; an invalid CFGR makes the IST calls EINVAL).
+    if not regs[f"{uapi.GICV5_IRS_IST_BASER:#x}"] & 1:
+        return 0
+    return 1 << (regs[f"{uapi.GICV5_IRS_IST_CFGR:#x}"] & 0x1F)
+
+
+def _save_irs(dev: Any, nr_spis: int) -> dict[str, Any]:
+    regs = {f"{off:#x}": _get_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, off)
+            for off in uapi.GICV5_IRS_REGS_UAPI}
+    spi = np.zeros(nr_spis, dtype="<u4")
+    n_lpi = _lpi_ist_words(regs)
+    lpi = np.zeros(n_lpi, dtype="<u4") if n_lpi else None
+    dev.get_attr(uapi.KVM_DEV_ARM_VGIC_GRP_IST, 0, uapi.kvm_vgic_v5_ist(spi, None, lpi, None))
+    return {"regs": regs, "spi_ist": [int(w) for w in spi],
+            "lpi_ist": None if lpi is None else [int(w) for w in lpi]}
 
 
 def _is_uint(value: Any, bits: int) -> bool:
@@ -109,8 +140,10 @@ def _is_uint(value: Any, bits: int) -> bool:
 def _check_state(state: Any) -> None:
     # Python misuse of restore_state: a state that save_state cannot have produced. Checked
     # whole before the first call, so a bad state changes nothing.
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (STATE_FORMAT, _FORMAT_1):
         raise ValueError(f"not a saved V5 state (format {STATE_FORMAT!r} expected)")
+    if state["format"] == STATE_FORMAT:
+        _check_irs(state.get("irs", 0), state.get("device"))
     dev = state.get("device")
     if not isinstance(dev, dict) or set(dev) != {"irs_base", "nr_irqs"}:
         raise ValueError("state['device'] must hold exactly 'irs_base' and 'nr_irqs'")
@@ -139,6 +172,29 @@ def _check_state(state: Any) -> None:
                              "to u32 values")
         if v["pmu_irq"] is not None and not _is_uint(v["pmu_irq"], 32):
             raise ValueError(f"state['vcpus'][{i}]['pmu_irq'] must be None or a u32")
+
+
+def _check_irs(irs: Any, dev: Any) -> None:
+    if irs is None:
+        return
+    if not isinstance(irs, dict) or set(irs) != {"regs", "spi_ist", "lpi_ist"}:
+        raise ValueError("state['irs'] must be None or hold exactly 'regs', 'spi_ist' and "
+                         "'lpi_ist'")
+    names = {f"{off:#x}" for off in uapi.GICV5_IRS_REGS_UAPI}
+    regs = irs["regs"]
+    if not isinstance(regs, dict) or set(regs) != names \
+            or not all(_is_uint(x, 64) for x in regs.values()):
+        raise ValueError("state['irs']['regs'] must map exactly the offsets of "
+                         "uapi.GICV5_IRS_REGS_UAPI (as hex strings) to u64 values")
+    nr = dev.get("nr_irqs") if isinstance(dev, dict) else None
+    spi = irs["spi_ist"]
+    if not isinstance(spi, list) or not all(_is_uint(x, 32) for x in spi) \
+            or (isinstance(nr, int) and nr and len(spi) != nr):
+        raise ValueError("state['irs']['spi_ist'] must list one u32 ISTE per SPI (nr_irqs)")
+    lpi = irs["lpi_ist"]
+    if lpi is not None and (not isinstance(lpi, list)
+                            or not all(_is_uint(x, 32) for x in lpi)):
+        raise ValueError("state['irs']['lpi_ist'] must be None or a list of u32 ISTEs")
 
 
 def restore_state(vm: Any, state: dict[str, Any]) -> list[Any]:
@@ -175,4 +231,12 @@ def restore_state(vm: Any, state: dict[str, Any]) -> list[Any]:
         for name, enc in uapi.CPU_SYSREGS_74.items():
             _set_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS,
                      uapi.cpu_sysreg_attr(vcpu.vcpu_id, enc), saved["sysregs"][name])
+    irs = state.get("irs")
+    if irs is not None:
+        for off in uapi.GICV5_IRS_REGS_UAPI:
+            _set_u64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, off, irs["regs"][f"{off:#x}"])
+        spi = np.array(irs["spi_ist"], dtype="<u4")
+        lpi = None if irs["lpi_ist"] is None else np.array(irs["lpi_ist"], dtype="<u4")
+        dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_IST, 0,
+                     uapi.kvm_vgic_v5_ist(spi, None, lpi, None))
     return sorted(vcpus, key=lambda v: v.vcpu_id)
