@@ -145,7 +145,7 @@ cdef inline void irs_init(vm_t* vm) noexcept nogil:
     # and the register reset values; vgic.enabled stays 0. vpe_id_bits is the VMTE's
     # (vgic_v5_vmte_init): fls(max(2, roundup_pow_of_two(max vcpu_id + 1))) - 1.
     cdef unsigned int i, top = 0
-    vm.ist_entries = roundup_pow_of_two(vm.nr_spis)
+    vm.ist_entries = roundup_pow_of_two(vm.nr_spis) if vm.prof.spi_ids_pow2 else vm.nr_spis
     for i in range(1024):
         vm.ist[i] = 0
     for i in range(16):

@@ -43,10 +43,15 @@ cdef inline void ist_store(vm_t* vm, unsigned int id, uint32_t w) noexcept nogil
 cdef inline void vdpend(vm_t* vm, unsigned int id, bint pending) noexcept nogil:
     # GIC VDPEND (the hypervisor's set/clear pending of a virtual interrupt; KVM's
     # __vgic_v5_vdpend(intid, pending, vm) from vgic_v5_set_irq_pend, 7.4): ISTE.PENDING :=
-    # pending. The operand has no HM field (irs-spi-source-check.md Q1/Q3), so HM is untouched
-    # (knob vdpend_updates_hm = false).
+    # pending. The operand has no HM field (irs-spi-source-check.md Q1/Q3), so HM is untouched,
+    # unless the policy vdpend_updates_hm says the IRS takes it from KVM's config (TM).
     cdef uint32_t w = vm.ist[id]
-    ist_store(vm, id, (w | ISTE_PENDING) if pending else (w & ~(<uint32_t>ISTE_PENDING)))
+    cdef uint64_t bit
+    w = (w | ISTE_PENDING) if pending else (w & ~(<uint32_t>ISTE_PENDING))
+    if vm.prof.vdpend_updates_hm and id < vm.nr_spis:
+        bit = (<uint64_t>1) << (id & 63)
+        w = (w | ISTE_HM) if vm.spi_cfg_level[id >> 6] & bit else (w & ~(<uint32_t>ISTE_HM))
+    ist_store(vm, id, w)
 
 
 cdef inline unsigned int iste_priority(uint32_t w) noexcept nogil:
@@ -57,7 +62,8 @@ cdef inline int ist_candidate(const vm_t* vm, const vcpu_t* v, unsigned int* pri
     # The IRS's highest-priority pending interrupt for VPE v (QEMU irs_recalc_hppi, the
     # physical IRS; spec 4.5 item 1): among SPIs that are enabled, pending, not active and
     # target v (IAFFID == vcpu_id), the lowest priority value; a tie keeps the lowest id (the
-    # scan is ascending and replaces only on a strictly lower priority: knob irs_tie). LPIs
+    # scan is ascending and replaces only on a strictly lower priority), or with the policy
+    # irs_tie_lowest_id off the highest. LPIs
     # are out of scope (never delivered). Returns the SPI id, or -1.
     cdef int best = -1
     cdef unsigned int best_p = 32, p, k, id
@@ -73,7 +79,7 @@ cdef inline int ist_candidate(const vm_t* vm, const vcpu_t* v, unsigned int* pri
             if (w >> ISTE_IAFFID_SHIFT) != v.vcpu_id:
                 continue
             p = iste_priority(w)
-            if p < best_p:
+            if p < best_p or (p == best_p and not vm.prof.irs_tie_lowest_id):
                 best_p = p
                 best = <int>id
     prio[0] = best_p

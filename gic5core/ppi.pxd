@@ -574,7 +574,7 @@ cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
             ctx = ((<uint64_t>1) << CONTEXTR_DB_SHIFT) | \
                 ((<uint64_t>(m - 1)) << CONTEXTR_DBPM_SHIFT)
         make_non_resident(v, ctx)
-        if m != 0 and ist_doorbell_eligible(vm, v, m - 1):
+        if m != 0 and vm.prof.db_fires_if_pending and ist_doorbell_eligible(vm, v, m - 1):
             v.db_fired = 1  # db_handler: db_fired, KVM_REQ_IRQ_PENDING, kick
 
 
@@ -602,7 +602,8 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     if vm.prof.irs_uapi and v.resident and \
             not ((v.contextr >> CONTEXTR_IRICHPPIDIS_SHIFT) & 1):
         spi = ist_candidate(vm, v, &spi_p)
-        if spi >= 0 and (best < 0 or spi_p < best_p):
+        if spi >= 0 and (best < 0 or spi_p < best_p
+                         or (spi_p == best_p and not vm.prof.ppi_wins_irs_tie)):
             best_p = spi_p
         else:
             spi = -1

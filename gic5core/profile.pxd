@@ -52,5 +52,18 @@ ctypedef struct profile_t:
     bint init_needs_vcpus            # 7.4: vgic_v5_init answers ENODEV with no online vCPU
     bint model_vcpu_limits           # 7.4 (21fd40005fb3): the V5 device limits vCPUs to
                                      # max_gicv5_vcpus = min(IRS max VPEs, 512) (host input)
+    # --- the virtual IRS's policy (IRS spec section 8 rule 10; model choices where no source
+    #     states the hardware's rule; only read with irs_uapi) ---
+    bint ppi_wins_irs_tie            # CDIA: a PPI beats an IRS interrupt of equal priority
+                                     # (QEMU gic_hppi, R_VVBPS IMPDEF); False: the IRS's wins
+    bint irs_tie_lowest_id           # IRS HPPI: equal priorities go to the lowest SPI id
+                                     # (QEMU irs_recalc_hppi); False: the highest
+    bint vdpend_updates_hm           # VDPEND also sets ISTE.HM from KVM's config (False: the
+                                     # operand has no HM field, irs-spi-source-check.md Q1)
+    bint db_fires_if_pending         # a WFI put's doorbell fires for an interrupt already
+                                     # eligible at the put (False: only for later ones, which
+                                     # a synchronous model never has: no SPI wakes a WFI)
+    bint spi_ids_pow2                # the SPI IST has 2 ** spi_id_bits entries, what KVM tells
+                                     # the hardware (CD* reach ids up to it); False: nr_spis
 
 cdef int profile_load(str name, profile_t* out) except -1

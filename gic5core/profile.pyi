@@ -26,8 +26,14 @@ class _ProfileSwitches(TypedDict):
     irs_uapi: bool
     init_needs_vcpus: bool
     model_vcpu_limits: bool
+    ppi_wins_irs_tie: bool
+    irs_tie_lowest_id: bool
+    vdpend_updates_hm: bool
+    db_fires_if_pending: bool
+    spi_ids_pow2: bool
 
 PROFILES: tuple[str, ...]
+IRS_POLICY: tuple[str, ...]
 PROFILE_DATA: dict[str, _ProfileSwitches]
 
 def profile_switches(name: str) -> _ProfileSwitches:

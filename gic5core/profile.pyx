@@ -8,7 +8,8 @@
 # - PROFILES lists the names in series order; "final" is the default everywhere.
 
 """The vgic-v5 revisions as data: PROFILES (series order), PROFILE_DATA (the switch values;
-profile.pxd documents each switch) and profile_switches(name) (a copy).
+profile.pxd documents each switch), IRS_POLICY (the switches a host's IRS may override) and
+profile_switches(name) (a copy).
 
 >>> profile_switches("final")["nr_ppis"], profile_switches("v3")["nr_ppis"]
 (64, 128)
@@ -45,7 +46,19 @@ _SWITCHES = {
     "irs_uapi": (False, False, False, True),
     "init_needs_vcpus": (False, False, False, True),
     "model_vcpu_limits": (False, False, False, True),
+    # The virtual IRS's policy where the architecture leaves a choice (IRS spec section 8 rule
+    # 10; meaningful with irs_uapi only, the same defaults everywhere). gic5.Host(irs_policy=)
+    # overrides them for a host whose IRS decides otherwise.
+    "ppi_wins_irs_tie": (True, True, True, True),
+    "irs_tie_lowest_id": (True, True, True, True),
+    "vdpend_updates_hm": (False, False, False, False),
+    "db_fires_if_pending": (True, True, True, True),
+    "spi_ids_pow2": (True, True, True, True),
 }
+
+# The switches gic5.Host(irs_policy=...) may override (all bools).
+IRS_POLICY = ("ppi_wins_irs_tie", "irs_tie_lowest_id", "vdpend_updates_hm",
+              "db_fires_if_pending", "spi_ids_pow2")
 
 PROFILE_DATA = {name: {switch: row[i] for switch, row in _SWITCHES.items()}
                 for i, name in enumerate(PROFILES)}

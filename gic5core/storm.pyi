@@ -17,6 +17,7 @@ from gic5core.vm import VmCore
 _VmT = TypeVar("_VmT", bound=VmCore)
 
 PATTERNS: dict[str, int]
+MIXES: dict[str, int]
 
 def storm_run(
     cores: Sequence[_VmT],
@@ -29,5 +30,7 @@ def storm_run(
     event_base: int = 0,
     event_total: int = 0,
     drain: bool = True,
+    mix: str = "mixed",
+    spi_truth: npt.NDArray[np.uint8] | bytearray | None = None,
 ) -> dict[str, int]:
     """One closed-loop storm (or one batch of it) over ``cores``; returns the counters."""

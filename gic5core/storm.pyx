@@ -27,6 +27,16 @@
 #   = level_violations = level_stuck = 0;
 #   v3 shows redelivered edges (its latch is never cleared), v2 lost ones (SW_PPI is never
 #   exposed, so no edge is ever taken).
+#   SPIs (7.4, mix "spi" or "mixed" on a VM whose guest enabled its IRS): one truth byte per
+#   (VM, SPI): S_PEND an accepted edge / raised level not yet acknowledged, S_HIGH the storm
+#   holds the level line high. SPI n targets vCPU index n % vcpus_per_vm (the guest's CDAFF),
+#   n % 4 == 3 is LEVEL (the guest's IRS_SPI_CFGR.TM), the rest EDGE; every SPI keeps the
+#   reset HM (edge), as Linux guests do, so an acknowledge consumes the pending state and the
+#   handler has the VMM lower a level line (KVM_IRQ_LINE level 0).
+#   spi_accepted = spi_delivered + spi_coalesced + spi_lost
+#   spi_raised = spi_level_delivered + spi_withdrawn + spi_level_stuck
+#   spi_violations = SPI acknowledgements with no pending truth behind them
+#   spi_mismatch = SPIs whose ISTE.PENDING disagrees with the truth after the drain
 
 """The closed-loop storm engine (storm_run, PATTERNS); see docs/storm.md. The benchmark
 baselines bare_inject_loop and CallFloor live in gic5core.baseline (importable here too).
@@ -42,7 +52,8 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_P
                              PPI_CNTV, PPI_CNTP, OWNER_KERNEL, vcpu_alloc_size, TIMER_VTIMER,
                              TIMER_PTIMER)
 from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, vcpu_load, vcpu_put,
-                           cpu_cdia, cpu_cddi, cpu_cdeoi, drive_timer_line)
+                           cpu_cdia, cpu_cddi, cpu_cdeoi, drive_timer_line, serve_requests)
+from gic5core.ist cimport SPI_INTID_BASE, ISTE_PENDING
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
 from gic5core.baseline import bare_inject_loop, CallFloor  # no-cython-lint (re-exported)
@@ -83,8 +94,15 @@ cdef enum:
     T_PTIMER = 4
     T_PMU = 8
     MAX_SERVICE_ACKS = 16
+    MIX_EDGES = 0       # SW_PPI edges only
+    MIX_MIXED = 1       # SW_PPI edges, timer and PMU levels; SPIs too where the IRS is on
+    MIX_SPI = 2         # SPIs only (7.4 with the guest's IRS enabled)
+    S_PEND = 1          # SPI truth: accepted / raised, not yet acknowledged
+    S_HIGH = 2          # SPI truth: the storm holds this level SPI's line high
+    SPI_WORD = 1 << 24  # KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT
 
 PATTERNS = {"uniform": PATTERN_UNIFORM, "sorted": PATTERN_SORTED, "burst": PATTERN_BURST}
+MIXES = {"edges": MIX_EDGES, "mixed": MIX_MIXED, "spi": MIX_SPI}
 
 ctypedef struct counters_t:
     uint64_t injections        # KVM_IRQ_LINE calls + kernel line changes issued
@@ -101,6 +119,17 @@ ctypedef struct counters_t:
     uint64_t services          # guest runs (flush ... fold)
     uint64_t model_mismatch    # exits where the model's SW_PPI latch disagrees with the truth
     uint64_t level_stuck       # after the drain: vCPUs with a high line never acknowledged
+    uint64_t spi_accepted      # EDGE SPI requests KVM_IRQ_LINE accepted (each one a VDPEND)
+    uint64_t spi_coalesced     # EDGE SPI requests made while the SPI was still pending
+    uint64_t spi_delivered     # EDGE SPI acknowledgements
+    uint64_t spi_lost          # EDGE SPIs still pending after the drain
+    uint64_t spi_raised        # LEVEL SPI lines taken from low to high
+    uint64_t spi_withdrawn     # LEVEL SPI lines lowered before delivery
+    uint64_t spi_level_delivered  # LEVEL SPI acknowledgements (the VMM then lowers the line)
+    uint64_t spi_level_stuck   # LEVEL SPIs still high and pending after the drain
+    uint64_t spi_violations    # SPI acknowledgements with no pending truth behind them
+    uint64_t spi_mismatch      # after the drain: ISTE.PENDING differs from the truth
+    uint64_t spi_rejected      # SPI KVM_IRQ_LINE calls that returned -errno
 
 
 cdef inline uint64_t splitmix64(uint64_t* s) noexcept nogil:
@@ -134,6 +163,7 @@ cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, bint load) noe
     # load: a KVM_RUN's entry (vcpu_load, then the flush); else the re-entry after a trap.
     if load:
         vcpu_load(vm, v)
+    serve_requests(vm, v)
     flush(vm, v)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
@@ -203,8 +233,63 @@ cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
     cpu_cdeoi(v)
 
 
-cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run,
-                        counters_t* c) noexcept nogil:
+cdef inline void ack_spi(vm_t* vm, vcpu_t* v, uint8_t* struth, uint32_t intid,
+                         counters_t* c) noexcept nogil:
+    # The guest's handler for an acknowledged SPI (0x60000000 | n): account; a LEVEL SPI's
+    # device is quieted (the handler's MMIO to it exits to the VMM, which lowers the line:
+    # KVM_IRQ_LINE level 0); deactivate (CDDI), priority drop (CDEOI).
+    cdef unsigned int n = intid & 0xffffff
+    cdef uint8_t* s = &struth[n]
+    if not (s[0] & S_PEND):
+        c.spi_violations += 1
+    elif (n & 3) == 3:
+        c.spi_level_delivered += 1
+        s[0] = 0
+        if irq_line_one(vm, SPI_WORD | n, 0) != 0:
+            c.spi_rejected += 1
+    else:
+        c.spi_delivered += 1
+        s[0] = 0
+    cpu_cddi(vm, v, intid)
+    cpu_cdeoi(v)
+
+
+cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* struth, uint64_t r,
+                                  counters_t* c) noexcept nogil:
+    # One SPI event for the vCPU at ``index``: one of its SPIs (index, index + per_vm, ...;
+    # EDGE ones requested, LEVEL ones toggled) through KVM_IRQ_LINE.
+    cdef unsigned int count, n, nr = vm.nr_spis
+    cdef uint8_t* s
+    cdef int rc
+    c.injections += 1
+    if <unsigned int>index >= nr:
+        return
+    count = (nr - <unsigned int>index + <unsigned int>per_vm - 1) / <unsigned int>per_vm
+    n = <unsigned int>index + <unsigned int>per_vm * <unsigned int>reduce_range(r, count)
+    s = &struth[n]
+    if (n & 3) == 3:
+        if s[0] & S_HIGH:
+            if s[0] & S_PEND:
+                c.spi_withdrawn += 1
+            s[0] = 0
+            rc = irq_line_one(vm, SPI_WORD | n, 0)
+        else:
+            s[0] = S_HIGH | S_PEND
+            c.spi_raised += 1
+            rc = irq_line_one(vm, SPI_WORD | n, 1)
+    else:
+        rc = irq_line_one(vm, SPI_WORD | n, 1)
+        if rc == 0:
+            c.spi_accepted += 1
+            if s[0] & S_PEND:
+                c.spi_coalesced += 1
+            s[0] = S_PEND
+    if rc != 0:
+        c.spi_rejected += 1
+
+
+cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
+                        bint inject_mid_run, counters_t* c) noexcept nogil:
     # One KVM_RUN of the guest: entry flush, acknowledge-handle-EOI until nothing qualifies,
     # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
     # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
@@ -216,6 +301,9 @@ cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run
         if ppi < 0:
             break
         acks += 1
+        if ppi >= SPI_INTID_BASE:
+            ack_spi(vm, v, struth, <uint32_t>ppi, c)
+            continue
         ack_one(vm, v, truth, ppi, c)
         if inject_mid_run and acks == 1:
             inject_mid_run = False
@@ -229,14 +317,15 @@ cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, bint inject_mid_run
     return acks
 
 
-cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r,
+cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, int mix,
                               counters_t* c) noexcept nogil:
-    # One injection: 3 in 4 are SW_PPI edges through KVM_IRQ_LINE, the rest toggle a level
-    # line through the kernel path (vtimer, ptimer, or the PMU on a PMU vCPU).
+    # One injection. mixed: 3 in 4 are SW_PPI edges through KVM_IRQ_LINE, the rest toggle a
+    # level line through the kernel path (vtimer, ptimer, or the PMU on a PMU vCPU); with
+    # SPIs (the caller decides) kinds 4 and 5 are SPI events instead. edges: SW_PPI only.
     cdef int rc, kind = <int>(r & 7), ppi
     cdef uint8_t bit
     c.injections += 1
-    if kind < 6:
+    if kind < 6 or mix == MIX_EDGES:
         rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
         if rc == 0:
             edge_accepted(truth, c)
@@ -283,10 +372,10 @@ cdef inline uint64_t reduce_range(uint64_t r, uint64_t n) noexcept nogil:
     return ((r >> 32) * n) >> 32
 
 
-cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t n_events,
-                     uint64_t event_base, uint64_t event_total, int pattern, int service_every,
-                     uint64_t seed, bint drain, vm_t** tvm, vcpu_t** tv,
-                     counters_t* c) noexcept nogil:
+cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* spi_truth,
+                     uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
+                     int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
+                     vcpu_t** tv, counters_t* c) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
     # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
     # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
@@ -294,8 +383,10 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     cdef uint64_t total = <uint64_t>nvms * <uint64_t>per_vm
     cdef uint64_t i, start = 0, stop, t = 0, r, burst_left = 0
     cdef int k, _drain, acks, until_service = service_every
+    cdef unsigned int n
     cdef vm_t* vm
     cdef vcpu_t* v
+    cdef uint8_t* st
     cdef uint64_t rng = seed
     # The uniform pattern's targets are known PREFETCH_AHEAD events ahead (their random words
     # are drawn that early: the same sequence, so the same storm): on a storm too big for the
@@ -335,11 +426,21 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
                 burst_left -= 1
             vm = tvm[t]
             v = tv[t]
-            inject_event(vm, v, &truth[t], r, c)
+            # the SPI truth of t's VM (laid out per VM, NR_SPIS_MAX bytes each)
+            st = spi_truth
+            if mix != MIX_EDGES:
+                st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
+            if mix == MIX_SPI or (mix == MIX_MIXED and vm.irs_enabled and
+                                  ((r & 7) == 4 or (r & 7) == 5)):
+                # the SPI is drawn from the word's scrambled bits (its top bits chose t)
+                inject_spi_event(vm, <int>(t % <unsigned int>per_vm), per_vm, st,
+                                 r * 0x9E3779B97F4A7C15ULL, c)
+            else:
+                inject_event(vm, v, &truth[t], r, mix, c)
             until_service -= 1
             if until_service == 0:
                 until_service = service_every
-                service(vm, v, &truth[t], ((r >> 4) & 7) == 0, c)
+                service(vm, v, &truth[t], st, ((r >> 4) & 7) == 0 and mix != MIX_SPI, c)
         unlock_all(vms, nvms)
         start = stop
     if not drain:
@@ -349,8 +450,11 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
     for t in range(total):
         vm = tvm[t]
         v = tv[t]
-        for _drain in range(4):
-            acks = service(vm, v, &truth[t], False, c)
+        st = spi_truth
+        if mix != MIX_EDGES:
+            st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
+        for _drain in range(64):
+            acks = service(vm, v, &truth[t], st, False, c)
             if acks == 0:
                 break
         if truth[t] & (T_EDGE_L | T_EDGE_H):
@@ -358,20 +462,39 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint64_t 
             truth[t] &= ~(T_EDGE_L | T_EDGE_H)
         if truth[t] & (T_VTIMER | T_PTIMER | T_PMU):
             c.level_stuck += 1      # a line the storm holds high was never acknowledged
+    if mix != MIX_EDGES:
+        # Every SPI of every VM: nothing may still be pending, in the truth or in the IST.
+        for k in range(nvms):
+            vm = tvm[k * per_vm]
+            st = &spi_truth[k * 1024]
+            for n in range(vm.nr_spis if vm.ist_entries else 0):
+                if ((vm.ist[n] & ISTE_PENDING) != 0) != ((st[n] & S_PEND) != 0):
+                    c.spi_mismatch += 1
+                if st[n] & S_PEND:
+                    if (n & 3) == 3:
+                        c.spi_level_stuck += 1
+                    else:
+                        c.spi_lost += 1
+                    st[n] &= ~S_PEND
     unlock_all(vms, nvms)
 
 
 def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
-              service_every=4, truth=None, event_base=0, event_total=0, bint drain=True):
+              service_every=4, truth=None, event_base=0, event_total=0, bint drain=True,
+              str mix="mixed", spi_truth=None):
     """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
-    truth=None, event_base=0, event_total=0, drain=True) -> dict
+    truth=None, event_base=0, event_total=0, drain=True, mix="mixed", spi_truth=None) -> dict
 
     Run ``injections`` events of a closed-loop storm over the VmCores ``cores`` (each
     initialised, with ``vcpus_per_vm`` vCPUs that have run once with their guests set up),
     releasing the GIL. A run split into batches passes the same ``truth`` (a uint8 numpy array,
     one byte per vCPU, zeroed at the start of the run), its position ``event_base`` in a run of
     ``event_total`` events, and ``drain=True`` only on the last batch. Returns the counters and
-    the elapsed nanoseconds of the loop.
+    the elapsed nanoseconds of the loop. ``mix`` (a key of MIXES): "mixed" (SW_PPI edges,
+    timer and PMU lines, and on a VM whose guest enabled its IRS, SPIs), "edges" (SW_PPI
+    only), "spi" (SPIs only: every VM must be 7.4 with its IRS enabled and its SPIs
+    programmed, SPI n targeted at vCPU index n % vcpus_per_vm, LEVEL iff n % 4 == 3). A
+    batched run passes the same ``spi_truth`` too (uint8, 1024 bytes per VM, zeroed).
     """
     # The integers are taken as objects and checked (Cython would truncate a float).
     for name, value in (("vcpus_per_vm", vcpus_per_vm), ("injections", injections),
@@ -395,6 +518,9 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(PATTERNS)}, not {pattern!r}")
     pat = PATTERNS[pattern]
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {sorted(MIXES)}, not {mix!r}")
+    cdef int mx = MIXES[mix]
     if nvms == 0 or per_vm <= 0:
         raise ValueError("a storm needs at least one VM with at least one vCPU")
     if every <= 0:
@@ -412,6 +538,17 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
         for i in range(per_vm):
             if not core.vm.vcpus[i].has_run or core.vm.vcpus[i].running:
                 raise ValueError("every vCPU must have run once and be outside run()")
+        if mx == MIX_SPI and not (core.vm.prof.irs_uapi and core.vm.irs_enabled
+                                  and core.vm.nr_spis):
+            raise ValueError("mix 'spi' needs 7.4 VMs whose guest enabled the IRS "
+                             "(gic5-storm --profile 7.4 --mix spi programs them)")
+    if spi_truth is None:
+        spi_truth = np.zeros(<Py_ssize_t>nvms * 1024, dtype=np.uint8)
+    if memoryview(spi_truth).readonly:
+        raise ValueError("spi_truth must be a writable buffer")
+    cdef uint8_t[::1] spi_truth_view = spi_truth
+    if spi_truth_view.shape[0] != <Py_ssize_t>nvms * 1024:
+        raise ValueError("spi_truth must hold 1024 bytes per VM of the storm")
     if truth is None:
         truth = np.zeros(<Py_ssize_t>nvms * per_vm, dtype=np.uint8)
     if memoryview(truth).readonly:
@@ -438,8 +575,8 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     memset(&c, 0, sizeof(c))
     with nogil:
         t0 = now_ns()
-        storm_loop(vms, nvms, per_vm, &truth_view[0], n_events, base,
-                   total_events, pat, every, rng_seed, drain, tvm, tv, &c)
+        storm_loop(vms, nvms, per_vm, &truth_view[0], &spi_truth_view[0], n_events, base,
+                   total_events, pat, every, rng_seed, drain, mx, tvm, tv, &c)
         t1 = now_ns()
     free(vms)
     free(tvm)

@@ -35,6 +35,7 @@ from gic5core.args cimport need_int
 from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_mask, set_bit,
                             bitmap_and)
 from gic5core.profile cimport profile_t, profile_load
+from gic5core.profile import IRS_POLICY as _IRS_POLICY
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS,
                              SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
@@ -657,6 +658,36 @@ cdef class VmCore:
         self.vm.host_ist_id_bits = ist_id_bits
         self.vm.host_min_lpi_id_bits = min_lpi_id_bits
         self.vm.host_pa_range = pa_range
+
+    def _set_irs_policy(self, policy):
+        """_set_irs_policy(policy) -> None: override the profile's IRS policy switches
+        (gic5core.IRS_POLICY names -> bools) for this VM, before it has any state."""
+        if self.vm.nr_vcpus or self.vm.has_device:
+            raise RuntimeError("a VmCore's host is fixed once it has state")
+        for name, value in policy.items():
+            if name not in _IRS_POLICY:
+                raise ValueError(f"unknown IRS policy {name!r}; known: {', '.join(_IRS_POLICY)}")
+            if not isinstance(value, bool):
+                raise TypeError(f"IRS policy {name} must be a bool, not {type(value).__name__}")
+        for name, value in policy.items():
+            if name == "ppi_wins_irs_tie":
+                self.vm.prof.ppi_wins_irs_tie = value
+            elif name == "irs_tie_lowest_id":
+                self.vm.prof.irs_tie_lowest_id = value
+            elif name == "vdpend_updates_hm":
+                self.vm.prof.vdpend_updates_hm = value
+            elif name == "db_fires_if_pending":
+                self.vm.prof.db_fires_if_pending = value
+            else:
+                self.vm.prof.spi_ids_pow2 = value
+
+    def _irs_policy(self):
+        """_irs_policy() -> dict: this VM's IRS policy switches."""
+        return {"ppi_wins_irs_tie": bool(self.vm.prof.ppi_wins_irs_tie),
+                "irs_tie_lowest_id": bool(self.vm.prof.irs_tie_lowest_id),
+                "vdpend_updates_hm": bool(self.vm.prof.vdpend_updates_hm),
+                "db_fires_if_pending": bool(self.vm.prof.db_fires_if_pending),
+                "spi_ids_pow2": bool(self.vm.prof.spi_ids_pow2)}
 
     @property
     def irs_enabled(self):

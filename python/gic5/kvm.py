@@ -28,6 +28,7 @@ from gic5core import PROFILE_DATA as _PROFILE_DATA
 from gic5core import CpuIf, VmCore, check
 from gic5core.vm import check_irs_host, check_irs_regs_host
 from gic5core import PROFILES as _CORE_PROFILES
+from gic5core import IRS_POLICY as _CORE_IRS_POLICY
 
 from . import kvmdev, uapi
 from ._args import attr_key as _attr_key
@@ -60,6 +61,21 @@ _TIMERS = {"vtimer": 0, "ptimer": 1}
 _NV_TIMERS = ("hvtimer", "hptimer")
 
 
+def _irs_policy_arg(policy: Any) -> dict[str, bool]:
+    # Host(irs_policy=...): a mapping of gic5core.IRS_POLICY names to bools, checked here so
+    # a bad one fails before any VM exists.
+    if policy is None:
+        return {}
+    if not isinstance(policy, dict):
+        raise TypeError(f"irs_policy must be a dict, not {type(policy).__name__}")
+    for name, value in policy.items():
+        if name not in _CORE_IRS_POLICY:
+            raise ValueError(f"unknown IRS policy {name!r}; known: {', '.join(_CORE_IRS_POLICY)}")
+        if not isinstance(value, bool):
+            raise TypeError(f"irs_policy[{name!r}] must be a bool, not {type(value).__name__}")
+    return dict(policy)
+
+
 class Host:
     """Host(pmu=True, impl_ppis=None, *, max_vpes=512, lpi_domain=True, ipa_bits=40,
     gcie_legacy=False, irs_pri_bits=5, ist_id_bits=16, min_lpi_id_bits=14, pa_range=5): the
@@ -82,6 +98,10 @@ class Host:
     14..24 (the host IRS_IDR2.ID_BITS; the guest sees min(16, it)), ``min_lpi_id_bits``
     10..min(ist_id_bits, 15) (IRS_IDR2.MIN_LPI_ID_BITS, 4 bits), ``pa_range`` 0..7 (the sanitised
     ID_AA64MMFR0_EL1.PARange, IRS_IDR0.PA_RANGE). Their defaults are model choices.
+    ``irs_policy`` overrides the virtual IRS's choices where the architecture leaves one
+    (``gic5core.IRS_POLICY``: ppi_wins_irs_tie, irs_tie_lowest_id, vdpend_updates_hm,
+    db_fires_if_pending, spi_ids_pow2; bools; the profile's values by default, see
+    docs/profiles.md).
 
     >>> hex(Host().impl_ppis[0]), hex(Host(pmu=False).impl_ppis[0])
     ('0x5c800008', '0x5c000008')
@@ -90,13 +110,15 @@ class Host:
     """
 
     __slots__ = ("_pmu", "_impl", "_max_vpes", "_lpi_domain", "_ipa_bits", "_gcie_legacy",
-                 "_irs_regs")
+                 "_irs_regs", "_irs_policy")
 
     def __init__(self, pmu: bool = True, impl_ppis: tuple[int, int] | None = None, *,
                  max_vpes: int = 512, lpi_domain: bool = True, ipa_bits: int = 40,
                  gcie_legacy: bool = False, irs_pri_bits: int = 5, ist_id_bits: int = 16,
-                 min_lpi_id_bits: int = 14, pa_range: int = 5) -> None:
+                 min_lpi_id_bits: int = 14, pa_range: int = 5,
+                 irs_policy: dict[str, bool] | None = None) -> None:
         self._pmu = _flag(pmu, "pmu")
+        self._irs_policy = _irs_policy_arg(irs_policy)
         irs_regs = (_index(irs_pri_bits, "irs_pri_bits"), _index(ist_id_bits, "ist_id_bits"),
                     _index(min_lpi_id_bits, "min_lpi_id_bits"), _index(pa_range, "pa_range"))
         check_irs_regs_host(*irs_regs)
@@ -151,6 +173,11 @@ class Host:
         return self._gcie_legacy
 
     @property
+    def irs_policy(self) -> dict[str, bool]:
+        """The overrides of the virtual IRS's policy switches (a copy; {} = the profile's)."""
+        return dict(self._irs_policy)
+
+    @property
     def irs_pri_bits(self) -> int:
         """The host IRS's priority bits (7.4: IRS_IDR1.PRIORITY_BITS + 1, CDPRI's width)."""
         return self._irs_regs[0]
@@ -175,7 +202,8 @@ class Host:
                 f"max_vpes={self._max_vpes}, lpi_domain={self._lpi_domain}, "
                 f"ipa_bits={self._ipa_bits}, gcie_legacy={self._gcie_legacy}, "
                 f"irs_pri_bits={self.irs_pri_bits}, ist_id_bits={self.ist_id_bits}, "
-                f"min_lpi_id_bits={self.min_lpi_id_bits}, pa_range={self.pa_range})")
+                f"min_lpi_id_bits={self.min_lpi_id_bits}, pa_range={self.pa_range}, "
+                f"irs_policy={self._irs_policy})")
 
 
 class Kvm:
@@ -280,6 +308,7 @@ class Vm(VmCore):
                          host.ipa_bits, host.gcie_legacy)
         self._set_irs_host(host.irs_pri_bits, host.ist_id_bits, host.min_lpi_id_bits,
                            host.pa_range)
+        self._set_irs_policy(host.irs_policy)
         self._kvm = kvm
         self._config_lock = threading.Lock()
         self._vcpus: list[Vcpu] = []

@@ -9,7 +9,10 @@ Rules this module keeps:
   same PPI rules) a violation is an error (StormAccountingError, exit status 1); on v2/v3 the
   lost / redelivered edges are the finding and are reported.
 - A 7.4 VM gets its IRS base before its vCPUs first run, as a 7.4 VMM must (KVM_RUN is ENXIO
-  without it).
+  without it). With ``--mix spi`` or ``mixed`` its guests also program SPIs the way the 7.4
+  selftest guest does (IRS_CR0.IRSEN, IRS_SPI_SELR / IRS_SPI_CFGR, GIC CDPRI / CDAFF / CDEN):
+  SPI n targets vCPU index n % vcpus, n % 4 == 3 is level-triggered; NR_IRQS is
+  ``spis_for(vcpus)`` (four SPIs per vCPU, 32..1024).
 - Progress goes to stderr, one line per batch of events, and only once a run has taken more
   than PROGRESS_AFTER_S seconds. The JSON written by ``--json`` has pytest-benchmark's shape.
 
@@ -32,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gic5core import PATTERNS, PROFILE_DATA, storm_run, vcpu_state_size
+from gic5core.storm import MIXES
 
 from . import uapi
 from .kvm import PROFILES, Kvm, Vm
@@ -83,13 +87,19 @@ class StormConfig:
     repeat: int = 3
     pmu: bool = True
     service_every: int = 4
+    mix: str = "mixed"
 
     def validate(self) -> None:
         """Raise ValueError for a parameter out of range (nothing else is checked later)."""
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {sorted(PATTERNS)}")
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {sorted(MIXES)}")
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
+        if self.mix == "spi" and not PROFILE_DATA[self.profile]["irs_uapi"]:
+            raise ValueError("mix 'spi' needs a profile with SPIs (7.4): the PPI-only "
+                             "kernels refuse every SPI word with EINVAL")
         for name in ("vms", "vcpus", "threads", "repeat", "service_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -99,24 +109,57 @@ class StormConfig:
             raise ValueError("injections and seed must not be negative")
 
 
+# The guest's SPI priorities (the IRS keeps 5 bits on the default host): edge SPIs between
+# SW_PPI and the PMU, level SPIs just above SW_PPI.
+SPI_PRIORITY_EDGE = 10
+SPI_PRIORITY_LEVEL = 6
+
+
+def spis_for(vcpus: int) -> int:
+    """NR_IRQS of a storm VM with SPIs: four per vCPU, a multiple of 32 in 32..1024."""
+    return min(1024, max(32, -(-4 * vcpus // 32) * 32))
+
+
+def _program_spis(cpu: Any, index: int, vcpus: int, nr_spis: int, vcpu_id: int) -> None:
+    # The 7.4 selftest guest's SPI set-up (guest_spi_line_code / gicv5_configure_spi /
+    # gicv5_enable_spi) for this vCPU's SPIs: index, index + vcpus, ...
+    if index == 0:
+        cpu.irs_write(uapi.GICV5_IRS_CR0, uapi.GICV5_IRS_CR0_IRSEN)
+    for n in range(index, nr_spis, vcpus):
+        level = n % 4 == 3
+        cpu.irs_write(uapi.GICV5_IRS_SPI_SELR, n)
+        cpu.irs_write(uapi.GICV5_IRS_SPI_CFGR, uapi.GICV5_IRS_SPI_CFGR_TM if level else 0)
+        intid = uapi.spi_intid(n)
+        cpu.cdpri(intid, SPI_PRIORITY_LEVEL if level else SPI_PRIORITY_EDGE)
+        cpu.cdaff(intid, vcpu_id)
+        cpu.cden(intid)
+
+
 def build_vms(cfg: StormConfig) -> list[Vm]:
     """VMs with ``cfg.vcpus`` vCPUs each, the device initialised, every vCPU run once with its
-    guest's CPU interface enabled, mask open, priorities set and every exposed PPI enabled."""
+    guest's CPU interface enabled, mask open, priorities set and every exposed PPI enabled;
+    on 7.4 with a mix that has SPIs, the IRS enabled and every SPI programmed."""
     kvm = Kvm(profile=cfg.profile)
+    irs = bool(PROFILE_DATA[cfg.profile]["irs_uapi"])
+    spis = irs and cfg.mix != "edges"
+    nr_spis = spis_for(cfg.vcpus)
     vms = []
     for _ in range(cfg.vms):
         vm = kvm.create_vm()
         vcpus = [vm.create_vcpu(i, pmu=cfg.pmu) for i in range(cfg.vcpus)]
         dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
         assert dev is not None  # only KVM_CREATE_DEVICE_TEST returns None
-        if PROFILE_DATA[cfg.profile]["irs_uapi"]:  # 7.4: the first run needs the IRS base
+        if irs:  # 7.4: the first run needs the IRS base
             dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR, uapi.KVM_VGIC_V5_ADDR_TYPE_IRS,
                          IRS_BASE.to_bytes(8, sys.byteorder))
+        if spis:
+            dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0,
+                         nr_spis.to_bytes(4, sys.byteorder))
         dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
         for vcpu in vcpus:
             if cfg.pmu:
                 vcpu.set_attr(uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_INIT)
-        for vcpu in vcpus:
+        for index, vcpu in enumerate(vcpus):
             with vcpu.run() as cpu:
                 cpu.write_cr0(True)
                 cpu.write_pcr(31)
@@ -124,6 +167,8 @@ def build_vms(cfg: StormConfig) -> list[Vm]:
                     cpu.write_ppi_priority(ppi, prio)
                 cpu.write_ppi_enabler(0, (1 << 64) - 1)
                 cpu.write_ppi_enabler(1, (1 << 64) - 1)
+                if spis:
+                    _program_spis(cpu, index, cfg.vcpus, nr_spis, vcpu.vcpu_id)
         vms.append(vm)
     return vms
 
@@ -134,8 +179,14 @@ def _check_accounting(c: dict[str, int], profile: str) -> list[str]:
         problems.append("accepted != delivered + coalesced + lost")
     if c["raised"] != c["level_delivered"] + c["withdrawn"] + c["level_stuck"]:
         problems.append("raised != level_delivered + withdrawn + level_stuck")
+    if c["spi_accepted"] != c["spi_delivered"] + c["spi_coalesced"] + c["spi_lost"]:
+        problems.append("spi_accepted != spi_delivered + spi_coalesced + spi_lost")
+    if c["spi_raised"] != c["spi_level_delivered"] + c["spi_withdrawn"] + c["spi_level_stuck"]:
+        problems.append("spi_raised != spi_level_delivered + spi_withdrawn + spi_level_stuck")
     if profile in EXACT_PROFILES:
-        for key in ("lost", "redelivered", "level_violations", "level_stuck", "model_mismatch"):
+        for key in ("lost", "redelivered", "level_violations", "level_stuck", "model_mismatch",
+                    "spi_lost", "spi_violations", "spi_level_stuck", "spi_mismatch",
+                    "spi_rejected"):
             if c[key]:
                 problems.append(f"{key} = {c[key]}")
     return problems
@@ -149,6 +200,7 @@ def _partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
 def _run_share(group: list[Vm], cfg: StormConfig, k: int, truth: Any, total: int,
                out: list[dict[str, int]], round_no: int, started: float, progress: Any,
                errors: list[BaseException]) -> None:
+    spi_truth = np.zeros(len(group) * 1024, dtype=np.uint8)
     # Thread k's share of one round: ``total`` events over its VMs, in batches of BATCH_EVENTS
     # (the last one drains), appending each batch's counters to ``out``. An exception is
     # handed to ``errors`` and re-raised by the main thread.
@@ -160,7 +212,7 @@ def _run_share(group: list[Vm], cfg: StormConfig, k: int, truth: Any, total: int
             last = base + n >= total
             r = storm_run(group, cfg.vcpus, n, cfg.pattern,
                           cfg.seed * 1_000_003 + k * 7919 + batch, cfg.service_every,
-                          truth, base, max(total, 1), last)
+                          truth, base, max(total, 1), last, cfg.mix, spi_truth)
             out.append(r)
             base += n
             batch += 1
@@ -225,7 +277,11 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     c = result["rounds"][0]["counters"]
     med = statistics.median(secs)
     deliveries = c["delivered"] + c["redelivered"] + c["level_delivered"]
+    spi_deliveries = c["spi_delivered"] + c["spi_level_delivered"]
+    deliveries += spi_deliveries
     return {
+        "spi_deliveries": spi_deliveries,
+        "spi_deliveries_per_s": spi_deliveries / med if med else 0.0,
         "seconds": secs, "min": min(secs), "median": med, "max": max(secs),
         "mean": statistics.fmean(secs), "rounds": len(secs),
         "injections": c["injections"], "deliveries": deliveries,
@@ -272,11 +328,12 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
         c = s["counters"]
         benchmarks.append({
             "group": "storm",
-            "name": f"storm[{cfg.profile}-{cfg.pattern}-{cfg.vms}x{cfg.vcpus}-t{cfg.threads}]",
+            "name": f"storm[{cfg.profile}-{cfg.pattern}-{cfg.mix}-{cfg.vms}x{cfg.vcpus}"
+                    f"-t{cfg.threads}]",
             "params": {"vms": cfg.vms, "vcpus": cfg.vcpus, "injections": cfg.injections,
                        "pattern": cfg.pattern, "profile": cfg.profile, "threads": cfg.threads,
                        "seed": cfg.seed, "repeat": cfg.repeat, "pmu": cfg.pmu,
-                       "service_every": cfg.service_every},
+                       "service_every": cfg.service_every, "mix": cfg.mix},
             "stats": {"min": s["min"], "median": s["median"], "max": s["max"],
                       "mean": s["mean"], "rounds": s["rounds"], "data": s["seconds"]},
             "extra_info": {"injections_per_s": s["injections_per_s"],
@@ -289,6 +346,9 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
                            "delivered": c["delivered"], "level_delivered": c["level_delivered"],
                            "raised": c["raised"], "withdrawn": c["withdrawn"],
                            "services": c["services"], "vcpus_total": s["vcpus_total"],
+                           "spi_deliveries": s["spi_deliveries"],
+                           "spi_deliveries_per_s": s["spi_deliveries_per_s"],
+                           **{k: c[k] for k in c if k.startswith("spi_")},
                            "problems": s["problems"]},
         })
     return {"machine_info": _machine_info(), "commit_info": _git_commit(),
@@ -300,7 +360,7 @@ def format_report(cfg: StormConfig, s: dict[str, Any]) -> str:
     """The table gic5-storm prints for one configuration and its ``summarize`` result."""
     c = s["counters"]
     rows = [
-        ("profile / pattern", f"{cfg.profile} / {cfg.pattern}"),
+        ("profile / pattern / mix", f"{cfg.profile} / {cfg.pattern} / {cfg.mix}"),
         ("VMs x vCPUs (threads)", f"{cfg.vms} x {cfg.vcpus} = {s['vcpus_total']} ({cfg.threads})"),
         ("injections per round", f"{c['injections']:,}"),
         ("deliveries per round", f"{s['deliveries']:,}"),
@@ -313,6 +373,13 @@ def format_report(cfg: StormConfig, s: dict[str, Any]) -> str:
         ("redelivered / lost", f"{c['redelivered']:,} / {c['lost']:,}"),
         ("model/truth mismatches", f"{c['model_mismatch']:,}"),
         ("level raised / delivered", f"{c['raised']:,} / {c['level_delivered']:,}"),
+        ("SPI deliveries/s (median)", f"{s['spi_deliveries_per_s'] / 1e6:,.1f} M"),
+        ("SPI edges accepted / delivered / coalesced",
+         f"{c['spi_accepted']:,} / {c['spi_delivered']:,} / {c['spi_coalesced']:,}"),
+        ("SPI levels raised / delivered / withdrawn",
+         f"{c['spi_raised']:,} / {c['spi_level_delivered']:,} / {c['spi_withdrawn']:,}"),
+        ("SPI lost / violations / IST mismatches",
+         f"{c['spi_lost']:,} / {c['spi_violations']:,} / {c['spi_mismatch']:,}"),
         ("accounting", "ok" if not s["problems"] else "; ".join(s["problems"])),
     ]
     width = max(len(k) for k, _ in rows)
@@ -324,7 +391,7 @@ def _storm_parser() -> argparse.ArgumentParser:
     d = StormConfig()
     ap = argparse.ArgumentParser(
         prog="gic5-storm",
-        description="Closed-loop GICv5 PPI interrupt storm through the gic5 model. "
+        description="Closed-loop GICv5 interrupt storm (PPIs, and SPIs on 7.4) through the gic5 model. "
                     "'gic5-storm plot RESULT.json -o storm.png' draws a result file.")
     ap.add_argument("--vms", type=int, default=d.vms, help=f"VMs (default {d.vms})")
     ap.add_argument("--vcpus", type=int, default=d.vcpus, help=f"vCPUs per VM (default {d.vcpus})")
@@ -339,6 +406,9 @@ def _storm_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, default=d.repeat, help="rounds (min/median reported)")
     ap.add_argument("--no-pmu", dest="pmu", action="store_false",
                     help="vCPUs without the PMU (no PPI 23 line)")
+    ap.add_argument("--mix", choices=sorted(MIXES), default=d.mix,
+                    help="event mix: mixed (SW_PPI edges, timer and PMU lines, and on 7.4 "
+                         "SPIs), edges (SW_PPI only), spi (SPIs only, 7.4)")
     ap.add_argument("--service-every", type=int, default=d.service_every,
                     help="run the target vCPU's guest after every N injections")
     ap.add_argument("--json", metavar="PATH", help="write pytest-benchmark-shaped JSON here")
@@ -404,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = StormConfig(vms=args.vms, vcpus=args.vcpus, injections=args.injections,
                       pattern=args.pattern, profile=args.profile, threads=args.threads,
                       seed=args.seed, repeat=args.repeat, pmu=args.pmu,
-                      service_every=args.service_every)
+                      service_every=args.service_every, mix=args.mix)
     try:
         cfg.validate()
     except ValueError as e:
