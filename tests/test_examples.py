@@ -1,7 +1,7 @@
 """examples/: every script runs as a user would run it, with small sizes, and says the right thing.
 
-Covers: examples/kvmtool_init.py, qemu_irq_words.py, selftest_round_trip.py, migrate_74.py and
-storm_sweep.py, each run as a subprocess (``python examples/NAME.py ...``) from a temporary
+Covers: examples/kvmtool_init.py, qemu_irq_words.py, selftest_round_trip.py, migrate_74.py,
+kvmtool_spis_74.py and storm_sweep.py, each run as a subprocess (``python examples/NAME.py ...``) from a temporary
 directory, on the profiles where its outcome differs; plus the shape of every example (a
 docstring that says what it shows and how to run it, and a --profile option).
 
@@ -33,7 +33,7 @@ def run(tmp_path: pathlib.Path, script: str, *args: str) -> subprocess.Completed
 
 def test_the_examples_exist() -> None:
     assert {"kvmtool_init.py", "qemu_irq_words.py", "selftest_round_trip.py",
-            "storm_sweep.py", "migrate_74.py"} <= set(SCRIPTS)
+            "storm_sweep.py", "migrate_74.py", "kvmtool_spis_74.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -172,3 +172,36 @@ def test_migrate_74(tmp_path: pathlib.Path) -> None:
     assert state["device"] == {"irs_base": 0x8000000, "nr_irqs": 64}
     assert [v["vcpu_id"] for v in state["vcpus"]] == [0, 17]
     assert state["vcpus"][1]["sysregs"]["ICC_PPI_SPENDR0_EL1"] == 0x8
+
+
+# --- kvmtool_spis_74 ----------------------------------------------------------------------------
+
+def test_kvmtool_spis_74(tmp_path: pathlib.Path) -> None:
+    """kvmtool's GICv5 bring-up on 7.4 (device before vCPUs, the IRS at ARM_AXI_AREA - 128 KiB,
+    NR_IRQS = roundup_pow_of_two(lines), INIT) and its device interrupts as SPIs: each edge
+    (kvm__irq_trigger) and the level line (kvm__irq_line) taken once as 0x60000000 | n, the
+    virtual ISTE of a programmed SPI 0x00008008 (ENABLE, priority 0x10), the WFI doorbell."""
+    r = run(tmp_path, "kvmtool_spis_74.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "SET ADDR/KVM_VGIC_V5_ADDR_TYPE_IRS = 0x3ffe0000            ok" in out
+    assert "SET NR_IRQS = roundup_pow_of_two(40) = 64                  ok" in out
+    assert "guest: IRS_CR0 <- IRSEN; IRS_CR0 reads 0x3" in out
+    assert "SPI_CFGR.TM=1, prio 0x10, target vCPU 0, enabled; ISTE 0x00008008" in out
+    assert out.count("guest: GICR CDIA -> 0x60000000") == 2
+    assert "guest: GICR CDIA -> 0x60000003" in out
+    assert "guest: WFI -> woken True (doorbell fired: True)" in out
+    assert out.rstrip().endswith("every device interrupt reached the guest once")
+
+
+def test_kvmtool_spis_74_few_lines_and_ppi_only(tmp_path: pathlib.Path) -> None:
+    """kvmtool's NR_IRQS rule with fewer than 32 lines (roundup_pow_of_two(16) = 16) is EINVAL
+    on the merged kernel (32..1024, multiples of 32): the VM does not start. On final (PPI
+    only) every SPI word is EINVAL and nothing reaches the guest."""
+    r = run(tmp_path, "kvmtool_spis_74.py", "--lines", "16")
+    assert r.returncode == 1
+    assert "SET NR_IRQS = roundup_pow_of_two(16) = 16                  EINVAL" in r.stdout
+    r = run(tmp_path, "kvmtool_spis_74.py", "--profile", "final")
+    assert r.returncode == 1
+    assert "KVM_IRQ_LINE(0x01000003, 1)                              EINVAL" in r.stdout
+    assert "HAS NR_IRQS                                                ENXIO" in r.stdout

@@ -328,8 +328,9 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
         c = s["counters"]
         benchmarks.append({
             "group": "storm",
-            "name": f"storm[{cfg.profile}-{cfg.pattern}-{cfg.mix}-{cfg.vms}x{cfg.vcpus}"
-                    f"-t{cfg.threads}]",
+            # the name of the default mix is unchanged; another mix is appended
+            "name": f"storm[{cfg.profile}-{cfg.pattern}-{cfg.vms}x{cfg.vcpus}-t{cfg.threads}"
+                    f"{'' if cfg.mix == 'mixed' else '-' + cfg.mix}]",
             "params": {"vms": cfg.vms, "vcpus": cfg.vcpus, "injections": cfg.injections,
                        "pattern": cfg.pattern, "profile": cfg.profile, "threads": cfg.threads,
                        "seed": cfg.seed, "repeat": cfg.repeat, "pmu": cfg.pmu,
