@@ -40,7 +40,7 @@ mkdir -p "$OUT"
 DEFAULT_TESTS=(
     tests/test_irq_line.py tests/test_device.py tests/test_vcpu_attrs.py tests/test_run.py
     tests/test_cpuif.py tests/test_batch.py tests/test_storm.py tests/test_limits.py
-    tests/test_fuzz.py tests/test_profile_74.py tests/test_migration.py
+    tests/test_fuzz.py tests/test_profile_74.py tests/test_migration.py tests/test_irs_spi.py
     "tests/test_concurrency_lifetimes.py::test_vm_in_use_survives_being_dropped_elsewhere"
     "tests/test_concurrency_lifetimes.py::test_vcpu_and_cpuif_keep_their_vm_alive"
     "tests/test_concurrency_errnos.py::test_errnos_have_a_serial_order"
