@@ -328,6 +328,21 @@ cdef inline void request_reload_all(vm_t* vm) noexcept nogil:
         vm.vcpus[i].reload_req = 1
 
 
+cdef inline bint store_plain_reg(vm_t* vm, unsigned int base, uint32_t v32) noexcept nogil:
+    # The guest write handlers that only store a field (vgic_v5_mmio_write_irs_misc CR1 and
+    # PE_SELR, vgic_v5_mmio_write_irs_spi SPI_SELR); a userspace SET of these uses the same
+    # handlers. Returns whether base was one of them.
+    if base == IRS_CR1:
+        vm.irs_cr1 = v32 & IRS_CR1_MASK
+    elif base == IRS_PE_SELR:
+        vm.pe_selr = v32 & 0xffff
+    elif base == IRS_SPI_SELR:
+        vm.spi_selr = v32 & 0xffffff
+    else:
+        return False
+    return True
+
+
 cdef inline void irs_mmio_write(vm_t* vm, unsigned int off, unsigned int size,
                                 uint64_t val) noexcept nogil:
     # dispatch_mmio_write for the IRS iodev: the guest write handlers
@@ -342,12 +357,8 @@ cdef inline void irs_mmio_write(vm_t* vm, unsigned int off, unsigned int size,
         if en != vm.irs_enabled:
             vm.irs_enabled = en
             request_reload_all(vm)  # "Reload other vCPUs on an edge" (the writer too)
-    elif base == IRS_CR1:
-        vm.irs_cr1 = v32 & IRS_CR1_MASK
-    elif base == IRS_PE_SELR:
-        vm.pe_selr = v32 & 0xffff
-    elif base == IRS_SPI_SELR:
-        vm.spi_selr = v32 & 0xffffff
+    elif store_plain_reg(vm, base, v32):
+        pass
     elif base == IRS_SPI_CFGR:
         # KVM's config only (the hardware's HM is not touched)
         if spi_selr_valid(vm):
@@ -449,12 +460,7 @@ cdef inline int irs_uaccess_write(vm_t* vm, unsigned int base, uint64_t val) noe
             return -EINVAL
         vm.ist_cfgr = v & IRS_IST_CFGR_MASK  # stored even while IST_BASER.VALID
         return 0
-    if base == IRS_CR1:
-        vm.irs_cr1 = v & IRS_CR1_MASK
-    elif base == IRS_SPI_SELR:
-        vm.spi_selr = v & 0xffffff
-    elif base == IRS_PE_SELR:
-        vm.pe_selr = v & 0xffff
+    store_plain_reg(vm, base, v)  # the guest handler (WI for every other register)
     return 0
 
 
