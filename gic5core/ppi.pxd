@@ -227,8 +227,12 @@ cdef inline int inject_spi(vm_t* vm, unsigned int spi, bint level) noexcept nogi
 
 cdef inline void apply_recorded_timer(vm_t* vm, vcpu_t* v, int timer) noexcept nogil:
     # kvm_timer_update_irq with the timer's recorded line: the injection as the timer's owner
-    # (kvm_timer_enable at the first run, and every later change of the line).
+    # (kvm_timer_enable at the first run, and every later change of the line). v3, final and
+    # 7.4 skip it for a directly injected (DVI) timer ("Skip injecting on GICv5 for directly
+    # injected (DVI'd) timers": its line is the hardware's, phys_lines); v2 still injects.
     cdef unsigned int ppi = vm.timer_ppi[timer] & 0xffffff
+    if not vm.prof.dvi_timer_injects and test_bit(ppi & 127, &v.hw):
+        return
     inject_ppi(vm, v, ppi, (v.timer_level >> timer) & 1, OWNER_KERNEL)
 
 

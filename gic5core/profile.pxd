@@ -45,6 +45,8 @@ ctypedef struct profile_t:
     bint wake_checks_en              # final: limit 0 when ICH_VMCR_EL2.EN is clear
     bint wake_on_timer               # v2/v3: kvm_cpu_has_pending_timer is true when the vtimer
                                      # or ptimer should fire (fixes-1 fbcbf259 removed it)
+    bint dvi_timer_injects           # v2: kvm_timer_update_irq injects a direct (DVI) timer's
+                                     # line into KVM's line_level; v3 and later skip it
     int prio_sync                    # prio_sync_t: when the shadow priorities follow PRIORITYR
     bint irs_uapi                    # 7.4: the IRS-era device: GRP_ADDR (IRS base, mandatory at
                                      # the first run: ENXIO), NR_IRQS as the SPI count,

@@ -22,6 +22,7 @@ class _ProfileSwitches(TypedDict):
     wake_strict: bool
     wake_checks_en: bool
     wake_on_timer: bool
+    dvi_timer_injects: bool
     prio_sync: int
     irs_uapi: bool
     init_needs_vcpus: bool

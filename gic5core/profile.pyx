@@ -41,6 +41,7 @@ _SWITCHES = {
     "wake_strict": (False, False, True, True),
     "wake_checks_en": (False, False, True, True),
     "wake_on_timer": (True, True, False, False),
+    "dvi_timer_injects": (True, False, False, False),
     "prio_sync": (PRIO_SYNC_ALL_AT_CHECK, PRIO_SYNC_EXPOSED_AT_PUT, PRIO_SYNC_EXPOSED_AT_PUT,
                   PRIO_SYNC_EXPOSED_AT_PUT),
     "irs_uapi": (False, False, False, True),

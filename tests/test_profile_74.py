@@ -560,3 +560,17 @@ def test_priorityr_restore_keeps_only_implemented_ppis_after_the_entry():
     with v.run() as cpu:
         assert cpu.read_ppi_priority(0) == 0 and cpu.read_ppi_priority(SW) == 5
     assert get64(dev, GRP_SYS, a) == 0x05 << 24  # only PPI 3 of PPIs 0..7 is implemented
+
+
+def test_direct_timer_line_is_not_injected_into_kvm():
+    """kvm_timer_update_irq (v3 and later): "Skip injecting on GICv5 for directly injected
+    (DVI'd) timers". After a vCPU's first run its vtimer is direct, so raising the timer's
+    line leaves KVM's line_level alone: the CPU_SYSREGS SPENDR0 read (irq_is_pending, which
+    reads line_level) stays clear, while the pending view shows the physical line. (The state
+    machine found the library injecting it: a difference only 7.4's SPENDR0 read can see.)"""
+    _, dev, (v,) = vm74()
+    with v.run():
+        pass
+    v.timer_line("vtimer", 1)
+    assert v.pending_ppis() == (1 << 27, 0)
+    assert get64(dev, GRP_SYS, sysreg(0, uapi.SYS_ICC_PPI_SPENDR0_EL1)) == 0
