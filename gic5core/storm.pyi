@@ -5,7 +5,7 @@
 # list[gic5.Vm] through without list invariance getting in the way.
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,5 +32,20 @@ def storm_run(
     drain: bool = True,
     mix: str = "mixed",
     spi_truth: npt.NDArray[np.uint8] | bytearray | None = None,
-) -> dict[str, int]:
-    """One closed-loop storm (or one batch of it) over ``cores``; returns the counters."""
+    stats: npt.NDArray[np.uint64] | None = None,
+    spi_stamps: npt.NDArray[np.uint64] | None = None,
+    latency: npt.NDArray[np.uint64] | None = None,
+) -> dict[str, Any]:
+    """One closed-loop storm (or one batch of it) over ``cores``; returns the counters (ints)
+    and the ``stats`` / ``spi_stamps`` / ``latency`` arrays."""
+
+LATENCY_SLOTS: int
+
+def new_stats(vcpus: int) -> npt.NDArray[np.uint64]:
+    """A zeroed, 64-byte aligned (vcpus, 8) uint64 array for storm_run's ``stats``."""
+
+def latency_bucket_floor(index: int) -> int:
+    """The smallest latency bucket ``index`` counts."""
+
+def latency_summary(row: npt.ArrayLike) -> dict[str, Any]:
+    """One latency row as {"count", "min", "median", "p99", "max", "hist_log2"}."""

@@ -48,6 +48,7 @@ from libc.string cimport memset
 import numpy as np
 
 from gic5core.mask cimport test_bit
+from gic5core.rng cimport splitmix64, reduce_range
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
                              PPI_CNTV, PPI_CNTP, OWNER_KERNEL, vcpu_alloc_size, TIMER_VTIMER,
                              TIMER_PTIMER)
@@ -65,6 +66,10 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(int clk, timespec* ts)
     enum: CLOCK_MONOTONIC
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) noexcept nogil
+    void __builtin_prefetch(const void* p, int rw, int locality) noexcept nogil
 
 cdef extern from *:
     """
@@ -132,12 +137,72 @@ ctypedef struct counters_t:
     uint64_t spi_rejected      # SPI KVM_IRQ_LINE calls that returned -errno
 
 
-cdef inline uint64_t splitmix64(uint64_t* s) noexcept nogil:
-    s[0] += 0x9E3779B97F4A7C15ULL
-    cdef uint64_t z = s[0]
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-    return z ^ (z >> 31)
+# Latency: each undelivered acceptance carries a stamp, the event index (low 32 bits) and the
+# target vCPU's guest-run count (low 32 bits) when it was accepted; a delivery records
+# (now - stamp) in both, modulo 2^32 (a latency of 2^32 events or runs is out of reach of any
+# storm that delivers). Coalescing keeps the older stamp: the delivery answers the oldest
+# accepted request. Re-delivered edges (v2/v3: no edge behind them) have no stamp and are
+# counted apart (redelivered), never in the distribution.
+ctypedef struct vstat_t:
+    uint32_t ev[5]       # event stamp per source (SRC_*), valid while the truth bit is set
+    uint32_t run[5]      # this vCPU's run count at that acceptance
+    uint32_t runs        # KVM_RUNs of this vCPU's guest so far (a trap's re-entry is not one)
+    uint32_t pad         # keeps the record at 64 bytes: one cache line
+    uint64_t deliveries  # acknowledgements on this vCPU that had an acceptance behind them
+    uint64_t offered     # acceptances aimed at it: edges accepted, levels raised, SPIs accepted
+
+
+cdef enum:
+    SRC_EDGE_L = 0      # the SW_PPI edge in KVM's latch (T_EDGE_L)
+    SRC_EDGE_H = 1      # the SW_PPI edge in PENDR (T_EDGE_H)
+    SRC_VTIMER = 2
+    SRC_PTIMER = 3
+    SRC_PMU = 4
+    VSTAT_WORDS = 8     # uint64 words per vstat_t (the numpy view Python holds)
+    # The latency histogram (one row for events, one for runs): values below LAT_LINEAR are
+    # counted exactly; above, bucket (k, s) counts [(256 + s) << (k - 8), (257 + s) << (k - 8))
+    # for the top bit k in 12..31 (relative width 1/256). Two more slots: the exact maximum and
+    # the exact minimum stored complemented (so a zeroed row means "none yet").
+    LAT_LINEAR = 4096
+    LAT_SUB = 256
+    LAT_BUCKETS = 4096 + 20 * 256
+    LAT_MAX = LAT_BUCKETS
+    LAT_NOTMIN = LAT_BUCKETS + 1
+    LAT_SLOTS = LAT_BUCKETS + 2
+
+
+ctypedef struct ctx_t:
+    counters_t n         # the counters storm_run returns
+    uint32_t now         # the current event's index in the run (low 32 bits)
+    vstat_t* vs          # the record of the vCPU the current event targets
+    uint64_t* ss         # the SPI stamps of its VM (1024: event | run << 32)
+    uint64_t* lat        # 2 x LAT_SLOTS: row 0 latency in events, row 1 in guest runs
+
+
+cdef inline void lat_record(uint64_t* h, uint64_t x) noexcept nogil:
+    cdef int k
+    if x < LAT_LINEAR:
+        h[x] += 1
+    else:
+        k = 63 - __builtin_clzll(x)
+        h[LAT_LINEAR + (k - 12) * LAT_SUB + ((x >> (k - 8)) & (LAT_SUB - 1))] += 1
+    if x > h[LAT_MAX]:
+        h[LAT_MAX] = x
+    if ~x > h[LAT_NOTMIN]:
+        h[LAT_NOTMIN] = ~x
+
+
+cdef inline void delivered_from(ctx_t* c, uint32_t ev, uint32_t run) noexcept nogil:
+    # A delivery on the current vCPU of a request stamped (ev, run).
+    c.vs.deliveries += 1
+    lat_record(c.lat, <uint32_t>(c.now - ev))
+    lat_record(c.lat + LAT_SLOTS, <uint32_t>(c.vs.runs - run))
+
+
+cdef inline void stamp(ctx_t* c, int src) noexcept nogil:
+    c.vs.offered += 1
+    c.vs.ev[src] = c.now
+    c.vs.run[src] = c.vs.runs
 
 
 cdef inline uint64_t now_ns() noexcept nogil:
@@ -151,45 +216,55 @@ cdef inline uint32_t sw_ppi_word(uint32_t vcpu_id) noexcept nogil:
     return ((vcpu_id >> 8) << 28) | (2u << 24) | ((vcpu_id & 0xff) << 16) | SW_PPI
 
 
-cdef inline void edge_accepted(uint8_t* truth, counters_t* c) noexcept nogil:
-    c.accepted += 1
+cdef inline void edge_accepted(uint8_t* truth, ctx_t* c) noexcept nogil:
+    c.n.accepted += 1
     if truth[0] & T_EDGE_L:
-        c.coalesced += 1
+        c.n.coalesced += 1
+        c.vs.offered += 1
     else:
         truth[0] |= T_EDGE_L
+        stamp(c, SRC_EDGE_L)
 
 
-cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, bint load) noexcept nogil:
+cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
+                             bint load) noexcept nogil:
     # load: a KVM_RUN's entry (vcpu_load, then the flush); else the re-entry after a trap.
     if load:
         vcpu_load(vm, v)
+        c.vs.runs += 1
     serve_requests(vm, v)
     flush(vm, v)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
+        c.vs.ev[SRC_EDGE_H] = c.vs.ev[SRC_EDGE_L]
+        c.vs.run[SRC_EDGE_H] = c.vs.run[SRC_EDGE_L]
 
 
-cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, counters_t* c,
+cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
                             bint put) noexcept nogil:
     # put: the run's exit to userspace (the fold, then vcpu_put); else a trap handled in KVM.
     fold(vm, v)
     if put:
         vcpu_put(vm, v)
     if truth[0] & T_EDGE_H:
+        # Folded back undelivered: the PENDR edge is the older request, so its stamp stays
+        # (a latched newer edge coalesces into it).
         truth[0] &= ~T_EDGE_H
         if truth[0] & T_EDGE_L:
-            c.coalesced += 1
+            c.n.coalesced += 1
         else:
             truth[0] |= T_EDGE_L
+        c.vs.ev[SRC_EDGE_L] = c.vs.ev[SRC_EDGE_H]
+        c.vs.run[SRC_EDGE_L] = c.vs.run[SRC_EDGE_H]
     # Compare the model's latch with the truth at every exit. A latch the model dropped while
     # the truth still holds an edge is a lost edge, counted now (later edges would otherwise
     # hide it by coalescing into the truth's stale bit). A latch the model holds with no edge
     # behind it will surface as a redelivery at the next acknowledgement.
     if test_bit(SW_PPI, &v.pending_latch) != ((truth[0] & T_EDGE_L) != 0):
-        c.model_mismatch += 1
+        c.n.model_mismatch += 1
         if truth[0] & T_EDGE_L:
             truth[0] &= ~T_EDGE_L
-            c.lost += 1
+            c.n.lost += 1
 
 
 cdef inline void quiet_level(vm_t* vm, vcpu_t* v, int ppi, bint level) noexcept nogil:
@@ -205,30 +280,38 @@ cdef inline void quiet_level(vm_t* vm, vcpu_t* v, int ppi, bint level) noexcept 
 
 
 cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
-                         counters_t* c) noexcept nogil:
+                         ctx_t* c) noexcept nogil:
     # The guest's handler for one acknowledged PPI: account, quiet a level source, deactivate,
     # drop priority.
     cdef uint8_t bit
+    cdef int src
     if ppi == SW_PPI:
         if truth[0] & T_EDGE_H:
             truth[0] &= ~T_EDGE_H
-            c.delivered += 1
+            c.n.delivered += 1
+            delivered_from(c, c.vs.ev[SRC_EDGE_H], c.vs.run[SRC_EDGE_H])
         else:
-            c.redelivered += 1
+            c.n.redelivered += 1
     else:
-        bit = T_VTIMER if ppi == PPI_CNTV else (T_PTIMER if ppi == PPI_CNTP else T_PMU)
+        if ppi == PPI_CNTV:
+            bit, src = T_VTIMER, SRC_VTIMER
+        elif ppi == PPI_CNTP:
+            bit, src = T_PTIMER, SRC_PTIMER
+        else:
+            bit, src = T_PMU, SRC_PMU
         if truth[0] & bit:
-            c.level_delivered += 1
+            c.n.level_delivered += 1
             truth[0] &= ~bit
+            delivered_from(c, c.vs.ev[src], c.vs.run[src])
             # The handler quiets the device. A timer is direct (DVI): the line drops in
             # hardware at once. The PMU's overflow clear traps to KVM, which lowers the line:
             # that is an exit and a re-entry, after which PENDR follows the line again.
             quiet_level(vm, v, ppi, False)
             if not test_bit(ppi, &v.hw):
                 guest_exit(vm, v, truth, c, False)
-                guest_entry(vm, v, truth, False)
+                guest_entry(vm, v, truth, c, False)
         else:
-            c.level_violations += 1
+            c.n.level_violations += 1
     cpu_cddi(vm, v, 0x20000000u | <uint32_t>ppi)
     cpu_cdeoi(v)
 
@@ -247,34 +330,42 @@ cdef inline int spi_line(vm_t* vm, unsigned int n, uint32_t level) noexcept nogi
 
 
 cdef inline void ack_spi(vm_t* vm, vcpu_t* v, uint8_t* struth, uint32_t intid,
-                         counters_t* c) noexcept nogil:
+                         ctx_t* c) noexcept nogil:
     # The guest's handler for an acknowledged SPI (0x60000000 | n): account; a LEVEL SPI's
     # device is quieted (the handler's MMIO to it exits to the VMM, which lowers the line:
     # KVM_IRQ_LINE level 0); deactivate (CDDI), priority drop (CDEOI).
     cdef unsigned int n = intid & 0xffffff
     cdef uint8_t* s = &struth[n]
     if not (s[0] & S_PEND):
-        c.spi_violations += 1
+        c.n.spi_violations += 1
     elif (n & 3) == 3:
-        c.spi_level_delivered += 1
+        c.n.spi_level_delivered += 1
         s[0] = 0
+        delivered_from(c, <uint32_t>c.ss[n], <uint32_t>(c.ss[n] >> 32))
         if spi_line(vm, n, 0) != 0:
-            c.spi_rejected += 1
+            c.n.spi_rejected += 1
     else:
-        c.spi_delivered += 1
+        c.n.spi_delivered += 1
         s[0] = 0
+        delivered_from(c, <uint32_t>c.ss[n], <uint32_t>(c.ss[n] >> 32))
     cpu_cddi(vm, v, intid)
     cpu_cdeoi(v)
 
 
+cdef inline void spi_stamp(ctx_t* c, unsigned int n) noexcept nogil:
+    # SPI n (its target is the current vCPU: SPI n targets vCPU index n % per_vm) accepted now.
+    c.vs.offered += 1
+    c.ss[n] = <uint64_t>c.now | (<uint64_t>c.vs.runs << 32)
+
+
 cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* struth, uint64_t r,
-                                  counters_t* c) noexcept nogil:
+                                  ctx_t* c) noexcept nogil:
     # One SPI event for the vCPU at ``index``: one of its SPIs (index, index + per_vm, ...;
     # EDGE ones requested, LEVEL ones toggled) through KVM_IRQ_LINE.
     cdef unsigned int count, n, nr = vm.nr_spis
     cdef uint8_t* s
     cdef int rc
-    c.injections += 1
+    c.n.injections += 1
     if <unsigned int>index >= nr:
         return
     count = (nr - <unsigned int>index + <unsigned int>per_vm - 1) / <unsigned int>per_vm
@@ -283,32 +374,36 @@ cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* stru
     if (n & 3) == 3:
         if s[0] & S_HIGH:
             if s[0] & S_PEND:
-                c.spi_withdrawn += 1
+                c.n.spi_withdrawn += 1
             s[0] = 0
             rc = spi_line(vm, n, 0)
         else:
             s[0] = S_HIGH | S_PEND
-            c.spi_raised += 1
+            c.n.spi_raised += 1
+            spi_stamp(c, n)
             rc = spi_line(vm, n, 1)
     else:
         rc = spi_line(vm, n, 1)
         if rc == 0:
-            c.spi_accepted += 1
+            c.n.spi_accepted += 1
             if s[0] & S_PEND:
-                c.spi_coalesced += 1
+                c.n.spi_coalesced += 1
+                c.vs.offered += 1
+            else:
+                spi_stamp(c, n)
             s[0] = S_PEND
     if rc != 0:
-        c.spi_rejected += 1
+        c.n.spi_rejected += 1
 
 
 cdef int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
-                 bint inject_mid_run, counters_t* c) noexcept nogil:
+                 bint inject_mid_run, ctx_t* c) noexcept nogil:
     # One KVM_RUN of the guest: entry flush, acknowledge-handle-EOI until nothing qualifies,
     # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
     # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
     cdef int ppi, acks = 0, rc
-    guest_entry(vm, v, truth, True)
-    c.services += 1
+    guest_entry(vm, v, truth, c, True)
+    c.n.services += 1
     while acks < MAX_SERVICE_ACKS:
         ppi = cpu_cdia(vm, v)
         if ppi < 0:
@@ -320,30 +415,30 @@ cdef int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
         ack_one(vm, v, truth, ppi, c)
         if inject_mid_run and acks == 1:
             inject_mid_run = False
-            c.injections += 1
+            c.n.injections += 1
             rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
             if rc == 0:
                 edge_accepted(truth, c)
             else:
-                c.rejected += 1
+                c.n.rejected += 1
     guest_exit(vm, v, truth, c, True)
     return acks
 
 
 cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, int mix,
-                              counters_t* c) noexcept nogil:
+                              ctx_t* c) noexcept nogil:
     # One injection. mixed: 3 in 4 are SW_PPI edges through KVM_IRQ_LINE, the rest toggle a
     # level line through the kernel path (vtimer, ptimer, or the PMU on a PMU vCPU); with
     # SPIs (the caller decides) kinds 4 and 5 are SPI events instead. edges: SW_PPI only.
     cdef int rc, kind = <int>(r & 7), ppi
     cdef uint8_t bit
-    c.injections += 1
+    c.n.injections += 1
     if kind < 6 or mix == MIX_EDGES:
         rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
         if rc == 0:
             edge_accepted(truth, c)
         else:
-            c.rejected += 1
+            c.n.rejected += 1
         return
     if kind == 7 and v.pmu_created:
         ppi, bit = PPI_PMUIRQ, T_PMU
@@ -353,11 +448,12 @@ cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, i
         ppi, bit = PPI_CNTV, T_VTIMER
     if truth[0] & bit:
         truth[0] &= ~bit
-        c.withdrawn += 1
+        c.n.withdrawn += 1
         quiet_level(vm, v, ppi, False)
     else:
         truth[0] |= bit
-        c.raised += 1
+        c.n.raised += 1
+        stamp(c, SRC_PMU if bit == T_PMU else (SRC_PTIMER if bit == T_PTIMER else SRC_VTIMER))
         quiet_level(vm, v, ppi, True)
 
 
@@ -380,15 +476,11 @@ cdef inline void unlock_all(vm_t** ordered, int n) noexcept nogil:
         gic5_unlock(&ordered[k].lock)
 
 
-cdef inline uint64_t reduce_range(uint64_t r, uint64_t n) noexcept nogil:
-    # A uniform index in 0..n-1 from the top 32 bits of r, by multiply-shift (no division).
-    return ((r >> 32) * n) >> 32
-
-
 cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* spi_truth,
                      uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
                      int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
-                     vcpu_t** tv, counters_t* c) noexcept nogil:
+                     vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
+                     ctx_t* c) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
     # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
     # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
@@ -425,7 +517,12 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
             r = ahead[slot]
             ahead[slot] = splitmix64(&rng)   # the word of event i + PREFETCH_AHEAD
             if prefetch:
-                gic5_prefetch_span(tv[reduce_range(ahead[slot], total)], vcpu_size)
+                k = <int>reduce_range(ahead[slot], total)
+                gic5_prefetch_span(tv[k], vcpu_size)
+                # both lines: a caller's numpy array is 16-byte aligned, so a 64-byte record
+                # may straddle two
+                __builtin_prefetch(&stats[k], 1, 3)
+                __builtin_prefetch(<char*>&stats[k] + sizeof(vstat_t) - 1, 1, 3)
             if pattern == PATTERN_UNIFORM:
                 t = reduce_range(r, total)
             elif pattern == PATTERN_SORTED:
@@ -439,10 +536,13 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
                 burst_left -= 1
             vm = tvm[t]
             v = tv[t]
-            # the SPI truth of t's VM (laid out per VM, NR_SPIS_MAX bytes each)
+            c.now = <uint32_t>(event_base + i)
+            c.vs = &stats[t]
+            # the SPI truth and stamps of t's VM (laid out per VM, NR_SPIS_MAX each)
             st = spi_truth
             if vm.irs_enabled:  # only a VM whose guest enabled its IRS can take SPIs
                 st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
+                c.ss = &spi_stamps[(t / <unsigned int>per_vm) * 1024]
             if mix == MIX_SPI or (mix == MIX_MIXED and vm.irs_enabled and
                                   ((r & 7) == 4 or (r & 7) == 5)):
                 # the SPI is drawn from the word's scrambled bits (its top bits chose t)
@@ -460,21 +560,25 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
         return
     # Drain: run every vCPU until a run acknowledges nothing, then check model against truth.
     lock_all(vms, nvms)
+    c.now = <uint32_t>(event_base + n_events)  # drained deliveries are late by the whole run
     for t in range(total):
         vm = tvm[t]
         v = tv[t]
+        c.vs = &stats[t]
         st = spi_truth
+        c.ss = spi_stamps
         if mix != MIX_EDGES:
             st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
+            c.ss = &spi_stamps[(t / <unsigned int>per_vm) * 1024]
         for _drain in range(64):
             acks = service(vm, v, &truth[t], st, False, c)
             if acks == 0:
                 break
         if truth[t] & (T_EDGE_L | T_EDGE_H):
-            c.lost += 1             # the drain could not get it delivered
+            c.n.lost += 1             # the drain could not get it delivered
             truth[t] &= ~(T_EDGE_L | T_EDGE_H)
         if truth[t] & (T_VTIMER | T_PTIMER | T_PMU):
-            c.level_stuck += 1      # a line the storm holds high was never acknowledged
+            c.n.level_stuck += 1      # a line the storm holds high was never acknowledged
     if mix != MIX_EDGES:
         # Every SPI of every VM: nothing may still be pending, in the truth or in the IST.
         for k in range(nvms):
@@ -482,21 +586,22 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
             st = &spi_truth[k * 1024]
             for n in range(vm.nr_spis if vm.ist_entries else 0):
                 if ((vm.ist[n] & ISTE_PENDING) != 0) != ((st[n] & S_PEND) != 0):
-                    c.spi_mismatch += 1
+                    c.n.spi_mismatch += 1
                 if st[n] & S_PEND:
                     if (n & 3) == 3:
-                        c.spi_level_stuck += 1
+                        c.n.spi_level_stuck += 1
                     else:
-                        c.spi_lost += 1
+                        c.n.spi_lost += 1
                     st[n] &= ~S_PEND
     unlock_all(vms, nvms)
 
 
 def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
               service_every=4, truth=None, event_base=0, event_total=0, bint drain=True,
-              str mix="mixed", spi_truth=None):
+              str mix="mixed", spi_truth=None, stats=None, spi_stamps=None, latency=None):
     """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
-    truth=None, event_base=0, event_total=0, drain=True, mix="mixed", spi_truth=None) -> dict
+    truth=None, event_base=0, event_total=0, drain=True, mix="mixed", spi_truth=None,
+    stats=None, spi_stamps=None, latency=None) -> dict
 
     Run ``injections`` events of a closed-loop storm over the VmCores ``cores`` (each
     initialised, with ``vcpus_per_vm`` vCPUs that have run once with their guests set up),
@@ -508,6 +613,14 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     only), "spi" (SPIs only: every VM must be 7.4 with its IRS enabled and its SPIs
     programmed, SPI n targeted at vCPU index n % vcpus_per_vm, LEVEL iff n % 4 == 3). A
     batched run passes the same ``spi_truth`` too (uint8, 1024 bytes per VM, zeroed).
+
+    Latency and fairness (see docs/storm.md): ``stats`` (uint64, shape (vCPUs, 8): per vCPU
+    the acceptance stamps, its guest-run count, ``[:, 6]`` deliveries and ``[:, 7]``
+    acceptances aimed at it), ``spi_stamps`` (uint64, 1024 per VM) and ``latency`` (uint64,
+    shape (2, LATENCY_SLOTS): the histograms of inject-to-acknowledge latency in events and in
+    the target vCPU's guest runs; decode with latency_summary) accumulate over a batched run
+    the same way; zeroed ones are made when not given. The result holds the three arrays
+    under "stats", "spi_stamps" and "latency" next to the integer counters.
     """
     # The integers are taken as objects and checked (Cython would truncate a float).
     for name, value in (("vcpus_per_vm", vcpus_per_vm), ("injections", injections),
@@ -525,7 +638,7 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     cdef int nvms = len(cores), i
     cdef int pat
     cdef VmCore core
-    cdef counters_t c
+    cdef ctx_t c
     cdef uint64_t t0, t1
     cdef uint8_t[::1] truth_view
     if pattern not in PATTERNS:
@@ -570,6 +683,24 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     if truth_view.shape[0] != <Py_ssize_t>nvms * per_vm:
         raise ValueError("truth must hold one byte per vCPU of the storm")
     cdef Py_ssize_t total = <Py_ssize_t>nvms * per_vm, j
+    if stats is None:
+        stats = new_stats(total)
+    if spi_stamps is None:
+        spi_stamps = np.zeros(<Py_ssize_t>nvms * 1024, dtype=np.uint64)
+    if latency is None:
+        latency = np.zeros((2, LAT_SLOTS), dtype=np.uint64)
+    for name, arr in (("stats", stats), ("spi_stamps", spi_stamps), ("latency", latency)):
+        if memoryview(arr).readonly:
+            raise ValueError(f"{name} must be a writable buffer")
+    cdef uint64_t[:, ::1] stats_view = stats
+    cdef uint64_t[::1] stamps_view = spi_stamps
+    cdef uint64_t[:, ::1] lat_view = latency
+    if stats_view.shape[0] != total or stats_view.shape[1] != VSTAT_WORDS:
+        raise ValueError(f"stats must have shape ({total}, {VSTAT_WORDS}): one row per vCPU")
+    if stamps_view.shape[0] != <Py_ssize_t>nvms * 1024:
+        raise ValueError("spi_stamps must hold 1024 entries per VM of the storm")
+    if lat_view.shape[0] != 2 or lat_view.shape[1] != LAT_SLOTS:
+        raise ValueError(f"latency must have shape (2, {LAT_SLOTS})")
     cdef vm_t** vms = <vm_t**>malloc(nvms * sizeof(vm_t*))
     cdef vm_t** tvm = <vm_t**>malloc(total * sizeof(vm_t*))
     cdef vcpu_t** tv = <vcpu_t**>malloc(total * sizeof(vcpu_t*))
@@ -586,14 +717,80 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
             tv[i * per_vm + j] = core.vm.vcpus[j]
     qsort(vms, nvms, sizeof(vm_t*), compare_ptr)
     memset(&c, 0, sizeof(c))
+    c.lat = &lat_view[0, 0]
+    c.ss = &stamps_view[0]
     with nogil:
         t0 = now_ns()
         storm_loop(vms, nvms, per_vm, &truth_view[0], &spi_truth_view[0], n_events, base,
-                   total_events, pat, every, rng_seed, drain, mx, tvm, tv, &c)
+                   total_events, pat, every, rng_seed, drain, mx, tvm, tv,
+                   <vstat_t*>&stats_view[0, 0], &stamps_view[0], &c)
         t1 = now_ns()
     free(vms)
     free(tvm)
     free(tv)
-    result = dict(c)
+    result = dict(c.n)
     result["elapsed_ns"] = t1 - t0
+    result["stats"] = stats
+    result["spi_stamps"] = spi_stamps
+    result["latency"] = latency
     return result
+
+
+LATENCY_SLOTS = LAT_SLOTS
+
+
+def new_stats(Py_ssize_t vcpus):
+    """new_stats(vcpus) -> a zeroed uint64 array of shape (vcpus, 8) for storm_run's
+    ``stats``, 64-byte aligned so that each vCPU's record is one cache line (a storm over
+    many vCPUs touches one line per event for it, not two)."""
+    if vcpus < 0:
+        raise ValueError("vcpus must not be negative")
+    raw = np.zeros(vcpus * VSTAT_WORDS + 8, dtype=np.uint64)
+    skip = (-(raw.ctypes.data) % 64) // 8
+    return raw[skip:skip + vcpus * VSTAT_WORDS].reshape(vcpus, VSTAT_WORDS)
+
+
+def latency_bucket_floor(Py_ssize_t index):
+    """The smallest latency that bucket ``index`` of a latency row counts (exact below
+    4096; above, buckets are 1/256 of their power of two wide)."""
+    cdef int k
+    if index < 0 or index >= LAT_BUCKETS:
+        raise ValueError(f"bucket index must be in 0..{LAT_BUCKETS - 1}")
+    if index < LAT_LINEAR:
+        return index
+    k = 12 + <int>((index - LAT_LINEAR) // LAT_SUB)
+    return (LAT_SUB + (index - LAT_LINEAR) % LAT_SUB) << (k - 8)
+
+
+def latency_summary(row):
+    """latency_summary(row) -> dict: one row of storm_run's ``latency`` array as
+    {"count", "min", "median", "p99", "max", "hist_log2"}. min and max are exact; median and
+    p99 are nearest-rank (the smallest latency with at least half / 99 % of the deliveries at
+    or below it), exact below 4096 and else the floor of a bucket 1/256 wide, kept within
+    [min, max]. hist_log2[k] counts latencies in [2^k, 2^(k+1)), bucket 0 also 0; trimmed
+    after its last nonzero bucket. With no deliveries the four statistics are None."""
+    h = np.asarray(row, dtype=np.uint64)
+    if h.shape != (LAT_SLOTS,):
+        raise ValueError(f"a latency row has {LAT_SLOTS} slots")
+    counts = h[:LAT_BUCKETS].astype(np.int64)
+    total = int(counts.sum())
+    hist = [0] * 32
+    if total == 0:
+        return {"count": 0, "min": None, "median": None, "p99": None, "max": None,
+                "hist_log2": []}
+    lo = int(~h[LAT_NOTMIN] & np.uint64(0xFFFFFFFFFFFFFFFF))
+    hi = int(h[LAT_MAX])
+    cum = np.cumsum(counts)
+
+    def rank(q_num, q_den):
+        need = -(-total * q_num // q_den)  # ceil(total * q)
+        idx = int(np.searchsorted(cum, need))
+        return min(max(latency_bucket_floor(idx), lo), hi)
+
+    for idx in np.nonzero(counts)[0]:
+        floor = latency_bucket_floor(int(idx))
+        hist[max(floor, 1).bit_length() - 1] += int(counts[idx])
+    while hist and hist[len(hist) - 1] == 0:
+        hist.pop()
+    return {"count": total, "min": lo, "median": rank(1, 2), "p99": rank(99, 100), "max": hi,
+            "hist_log2": hist}
