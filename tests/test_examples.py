@@ -131,7 +131,8 @@ def test_storm_sweep_writes_benchmark_json(tmp_path: pathlib.Path) -> None:
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert {"machine_info", "commit_info", "benchmarks"} <= set(data)
     points = [(b["params"]["vcpus"], b["params"]["pattern"]) for b in data["benchmarks"]]
-    assert points == [(1, "uniform"), (1, "burst"), (3, "uniform"), (3, "burst")]
+    # gic5.storm_sweep's grid order: patterns, then vCPU counts (the last varying fastest)
+    assert points == [(1, "uniform"), (3, "uniform"), (1, "burst"), (3, "burst")]
     for b in data["benchmarks"]:
         p = b["params"]
         assert b["name"] == f"storm[final-{p['pattern']}-2x{p['vcpus']}-t1]"

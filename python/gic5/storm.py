@@ -16,12 +16,18 @@ Rules this module keeps:
 - Progress goes to stderr, one line per batch of events, and only once a run has taken more
   than PROGRESS_AFTER_S seconds. The JSON written by ``--json`` has pytest-benchmark's shape.
 
-Usage: ``gic5-storm [options]``, ``gic5-storm plot RESULT.json -o storm.png``.
+- Latency and fairness come with every run: inject-to-acknowledge latency in events and in
+  guest runs, deliveries per vCPU with Jain's index and the starved vCPUs (docs/storm.md).
+- An output path (--json, --plot) is checked before the storm runs: exit 2, one line.
+
+Usage: ``gic5-storm [options]``, ``gic5-storm plot RESULT.json -o storm.png``,
+``gic5-storm sweep [grid options]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -35,9 +41,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from gic5core import PATTERNS, PROFILE_DATA, storm_run, vcpu_state_size
-from gic5core.storm import MIXES
+from gic5core.storm import LATENCY_SLOTS, MIXES, latency_summary, new_stats
 
 from . import uapi
+from ._outpaths import check_output_path
 from .kvm import PROFILES, Kvm, Vm
 
 # Profiles whose storms must account exactly (the fixed PPI rules: final, and 7.4 on top).
@@ -46,7 +53,7 @@ EXACT_PROFILES = ("final", "7.4")
 IRS_BASE = 0x8000000
 
 __all__ = ["StormConfig", "StormAccountingError", "build_vms", "run_storm", "summarize",
-           "to_benchmark_json", "format_report", "plot_main", "main"]
+           "to_benchmark_json", "format_report", "fairness", "plot_main", "sweep_main", "main"]
 
 BATCH_EVENTS = 1 << 22         # events per storm_run call: the progress granularity
 PROGRESS_AFTER_S = 2.0
@@ -198,12 +205,16 @@ def _partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
 
 
 def _run_share(group: list[Vm], cfg: StormConfig, k: int, truth: Any, total: int,
-               out: list[dict[str, int]], round_no: int, started: float, progress: Any,
+               out: list[dict[str, Any]], round_no: int, started: float, progress: Any,
                errors: list[BaseException]) -> None:
-    spi_truth = np.zeros(len(group) * 1024, dtype=np.uint8)
     # Thread k's share of one round: ``total`` events over its VMs, in batches of BATCH_EVENTS
-    # (the last one drains), appending each batch's counters to ``out``. An exception is
-    # handed to ``errors`` and re-raised by the main thread.
+    # (the last one drains), appending each batch's result to ``out``. The truth, the stamps,
+    # the per-vCPU statistics and the latency histograms live across the batches of the
+    # share. An exception is handed to ``errors`` and re-raised by the main thread.
+    spi_truth = np.zeros(len(group) * 1024, dtype=np.uint8)
+    stats = new_stats(len(group) * cfg.vcpus)
+    spi_stamps = np.zeros(len(group) * 1024, dtype=np.uint64)
+    latency = np.zeros((2, LATENCY_SLOTS), dtype=np.uint64)
     try:
         base = 0
         batch = 0
@@ -212,7 +223,8 @@ def _run_share(group: list[Vm], cfg: StormConfig, k: int, truth: Any, total: int
             last = base + n >= total
             r = storm_run(group, cfg.vcpus, n, cfg.pattern,
                           cfg.seed * 1_000_003 + k * 7919 + batch, cfg.service_every,
-                          truth, base, max(total, 1), last, cfg.mix, spi_truth)
+                          truth, base, max(total, 1), last, cfg.mix, spi_truth, stats,
+                          spi_stamps, latency)
             out.append(r)
             base += n
             batch += 1
@@ -239,7 +251,7 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
         # Each thread gets an equal share of the events, over its own VMs.
         shares = [cfg.injections // len(groups) + (1 if i < cfg.injections % len(groups) else 0)
                   for i in range(len(groups))]
-        results: list[list[dict[str, int]]] = [[] for _ in groups]
+        results: list[list[dict[str, Any]]] = [[] for _ in groups]
         errors: list[BaseException] = []
 
         jobs = [(groups[k], cfg, k, truths[k], shares[k], results[k], rep, started, progress,
@@ -260,12 +272,44 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
         for per_thread in results:
             for r in per_thread:
                 for key, value in r.items():
-                    counters[key] = counters.get(key, 0) + value
+                    if isinstance(value, int):  # the arrays are the share's, read below
+                        counters[key] = counters.get(key, 0) + value
         problems = _check_accounting(counters, cfg.profile)
         if problems and cfg.profile in EXACT_PROFILES:
             raise StormAccountingError("; ".join(problems))
-        rounds.append({"seconds": wall, "counters": counters, "problems": problems})
+        # Every thread's last batch holds its share's accumulated arrays. Thread k's VMs are
+        # vms[k::threads]: its VM j is the storm's VM k + j * len(groups).
+        latency = sum((per_thread[-1]["latency"] for per_thread in results if per_thread),
+                      np.zeros((2, LATENCY_SLOTS), dtype=np.uint64))
+        per_vcpu = np.zeros((len(vms), cfg.vcpus, 2), dtype=np.uint64)
+        for k, per_thread in enumerate(results):
+            if per_thread:
+                st = per_thread[-1]["stats"].reshape(-1, cfg.vcpus, 8)
+                per_vcpu[k::len(groups)] = st[:, :, 6:8]
+        rounds.append({"seconds": wall, "counters": counters, "problems": problems,
+                       "latency": latency, "deliveries_per_vcpu": per_vcpu[:, :, 0].ravel(),
+                       "offered_per_vcpu": per_vcpu[:, :, 1].ravel()})
     return {"config": cfg, "rounds": rounds}
+
+
+def fairness(deliveries: Any, offered: Any, vcpus: int) -> dict[str, Any]:
+    """Deliveries per vCPU as {"min", "median", "max", "jain", "starved"}: Jain's index
+    (sum x)^2 / (n * sum x^2) (1.0: every vCPU served alike; 1/n: one vCPU got everything;
+    None when nothing was delivered) and the starved vCPUs: those that had requests accepted
+    for them (edges, raised levels, SPIs) and no delivery at all, as flat ids
+    vm_index * vcpus + vcpu_id.
+
+    >>> fairness([3, 3, 0], [3, 3, 2], 3)
+    {'min': 0, 'median': 3.0, 'max': 3, 'jain': 0.6667, 'starved': [2]}
+    """
+    x = np.asarray(deliveries, dtype=np.float64)
+    off = np.asarray(offered, dtype=np.uint64)
+    sq = float(np.dot(x, x))
+    jain = round(float(x.sum()) ** 2 / (len(x) * sq), 4) if sq else None
+    starved = [int(i) for i in np.nonzero((x == 0) & (off > 0))[0]]
+    del vcpus  # ids are flat already; kept so callers state the layout they pass
+    return {"min": int(x.min()), "median": float(np.median(x)), "max": int(x.max()),
+            "jain": jain, "starved": starved}
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +318,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     first round's counters and accounting problems."""
     cfg: StormConfig = result["config"]
     secs = [r["seconds"] for r in result["rounds"]]
-    c = result["rounds"][0]["counters"]
+    first = result["rounds"][0]
+    c = first["counters"]
+    per_round = []
+    for r in result["rounds"]:
+        rc = r["counters"]
+        n = (rc["delivered"] + rc["redelivered"] + rc["level_delivered"] + rc["spi_delivered"]
+             + rc["spi_level_delivered"])
+        per_round.append(n / r["seconds"] if r["seconds"] else 0.0)
     med = statistics.median(secs)
     deliveries = c["delivered"] + c["redelivered"] + c["level_delivered"]
     spi_deliveries = c["spi_delivered"] + c["spi_level_delivered"]
@@ -289,9 +340,35 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": deliveries / med if med else 0.0,
         "ns_per_injection": med * 1e9 / c["injections"] if c["injections"] else 0.0,
         "best_injections_per_s": c["injections"] / min(secs) if min(secs) else 0.0,
-        "counters": c, "problems": result["rounds"][0]["problems"],
+        "counters": c, "problems": first["problems"],
         "vcpus_total": cfg.vms * cfg.vcpus,
+        "rounds_deliveries_per_s": per_round,
+        # every round is the same storm (the same seeds): the first one's distributions
+        "latency_events": _latency_dict(first["latency"][0]),
+        "latency_runs": _latency_dict(first["latency"][1]),
+        "fairness": fairness(first["deliveries_per_vcpu"], first["offered_per_vcpu"],
+                             cfg.vcpus),
+        "deliveries_per_vcpu": first["deliveries_per_vcpu"],
     }
+
+
+def _latency_dict(row: Any) -> dict[str, Any]:
+    d = latency_summary(row)
+    return {k: d[k] for k in ("min", "median", "p99", "max", "hist_log2")}
+
+
+PER_VCPU_JSON_MAX = 65536
+
+
+def _per_vcpu_json(per_vcpu: Any) -> tuple[list[int], int]:
+    # Deliveries per vCPU for the JSON: every vCPU up to PER_VCPU_JSON_MAX, beyond that sums
+    # over bins of consecutive vCPUs (the bin size is written next to them).
+    x = np.asarray(per_vcpu, dtype=np.uint64)
+    binsize = max(1, -(-len(x) // PER_VCPU_JSON_MAX))
+    if binsize > 1:
+        pad = (-len(x)) % binsize
+        x = np.concatenate([x, np.zeros(pad, dtype=np.uint64)]).reshape(-1, binsize).sum(axis=1)
+    return [int(v) for v in x], binsize
 
 
 def _git_commit() -> dict[str, Any]:
@@ -326,6 +403,7 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
     benchmarks = []
     for cfg, s in summaries:
         c = s["counters"]
+        per_vcpu, binsize = _per_vcpu_json(s["deliveries_per_vcpu"])
         benchmarks.append({
             "group": "storm",
             # the name of the default mix is unchanged; another mix is appended
@@ -350,6 +428,12 @@ def to_benchmark_json(summaries: list[tuple[StormConfig, dict[str, Any]]]) -> di
                            "spi_deliveries": s["spi_deliveries"],
                            "spi_deliveries_per_s": s["spi_deliveries_per_s"],
                            **{k: c[k] for k in c if k.startswith("spi_")},
+                           "latency_events": s["latency_events"],
+                           "latency_runs": s["latency_runs"],
+                           "fairness": s["fairness"],
+                           "deliveries_per_vcpu": per_vcpu,
+                           "deliveries_per_vcpu_bin": binsize,
+                           "rounds_deliveries_per_s": s["rounds_deliveries_per_s"],
                            "problems": s["problems"]},
         })
     return {"machine_info": _machine_info(), "commit_info": _git_commit(),
@@ -381,10 +465,52 @@ def format_report(cfg: StormConfig, s: dict[str, Any]) -> str:
          f"{c['spi_raised']:,} / {c['spi_level_delivered']:,} / {c['spi_withdrawn']:,}"),
         ("SPI lost / violations / IST mismatches",
          f"{c['spi_lost']:,} / {c['spi_violations']:,} / {c['spi_mismatch']:,}"),
+        *_latency_rows(cfg, s),
         ("accounting", "ok" if not s["problems"] else "; ".join(s["problems"])),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt_latency(d: dict[str, Any]) -> str:
+    if d["min"] is None:
+        return "no deliveries"
+    return f"{d['min']:,} / {d['median']:,} / {d['p99']:,} / {d['max']:,}"
+
+
+def _fmt_hist(h: list[int]) -> str:
+    # "0-1:5 2-3:7 4-7:1" (bucket k: [2^k, 2^(k+1)), bucket 0 also 0)
+    parts = []
+    for k, n in enumerate(h):
+        if n:
+            lo = 0 if k == 0 else 1 << k
+            parts.append(f"{lo}-{(1 << (k + 1)) - 1}:{n:,}")
+    return " ".join(parts) if parts else "-"
+
+
+def _latency_rows(cfg: StormConfig, s: dict[str, Any]) -> list[tuple[str, str]]:
+    f = s["fairness"]
+    c = s["counters"]
+    starved = f["starved"]
+    named = ", ".join(f"vm{i // cfg.vcpus}/vcpu{i % cfg.vcpus}" for i in starved[:8])
+    if len(starved) > 8:
+        named += f", ... ({len(starved)} in all)"
+    rows = [
+        ("latency, events (min/med/p99/max)", _fmt_latency(s["latency_events"])),
+        ("latency, events log2 histogram", _fmt_hist(s["latency_events"]["hist_log2"])),
+        ("latency, guest runs (min/med/p99/max)", _fmt_latency(s["latency_runs"])),
+        ("latency, runs log2 histogram", _fmt_hist(s["latency_runs"]["hist_log2"])),
+    ]
+    if cfg.profile not in EXACT_PROFILES:
+        # v2/v3's re-delivered edges have no accepted edge behind them: no latency to measure
+        rows.append(("re-delivered edges (not in latency)", f"{c['redelivered']:,}"))
+    jain = "-" if f["jain"] is None else f"{f['jain']:.4f}"
+    rows += [
+        ("deliveries per vCPU min/med/max", f"{f['min']:,} / {f['median']:,.1f} / {f['max']:,}"),
+        ("Jain fairness index", jain),
+        ("starved vCPUs", named if starved else "none"),
+    ]
+    return rows
 
 
 def _storm_parser() -> argparse.ArgumentParser:
@@ -413,54 +539,24 @@ def _storm_parser() -> argparse.ArgumentParser:
     ap.add_argument("--service-every", type=int, default=d.service_every,
                     help="run the target vCPU's guest after every N injections")
     ap.add_argument("--json", metavar="PATH", help="write pytest-benchmark-shaped JSON here")
+    ap.add_argument("--plot", metavar="PNG",
+                    help="draw this storm (latency, per-vCPU deliveries, rounds); needs matplotlib")
     ap.add_argument("--version", action="version", version=f"gic5 {__version__}")
     return ap
 
 
 def plot_main(argv: list[str]) -> int:
-    """``gic5-storm plot RESULT.json... -o storm.png``: injections/s against vCPUs, one line
-    per profile/pattern/threads; exit status 2 without matplotlib, 1 with nothing to plot."""
-    ap = argparse.ArgumentParser(prog="gic5-storm plot",
-                                 description="Plot throughput from gic5-storm / pytest-benchmark JSON.")
-    ap.add_argument("result", nargs="+", help="JSON files written by gic5-storm --json")
-    ap.add_argument("-o", "--output", default="storm.png", help="image file (png, svg, pdf)")
-    args = ap.parse_args(argv)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("gic5-storm plot needs matplotlib: pip install 'gic5[plot]'", file=sys.stderr)
-        return 2
-    series: dict[str, list[tuple[int, float]]] = {}
-    for path in args.result:
-        with open(path) as f:
-            data = json.load(f)
-        for b in data.get("benchmarks", []):
-            p = b.get("params", {})
-            extra = b.get("extra_info", {})
-            if "injections_per_s" not in extra or "vcpus" not in p:
-                continue
-            key = f"{p.get('profile', '?')} {p.get('pattern', '?')} t{p.get('threads', 1)}"
-            series.setdefault(key, []).append((p["vms"] * p["vcpus"], extra["injections_per_s"]))
-    if not series:
-        print("no storm benchmarks found in the input", file=sys.stderr)
-        return 1
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, pts in sorted(series.items()):
-        pts.sort()
-        ax.plot([x for x, _ in pts], [y / 1e6 for _, y in pts], marker="o", label=key)
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(bottom=0)  # a zero baseline: differences are not exaggerated
-    ax.set_xlabel("vCPUs in the storm (VMs x vCPUs)")
-    ax.set_ylabel("injections / s (millions)")
-    ax.set_title("gic5 closed-loop storm throughput")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(args.output)
-    print(f"wrote {args.output}")
-    return 0
+    """``gic5-storm plot RESULT.json... -o storm.png`` (gic5.storm_plot.plot_main): one storm's
+    latency, per-vCPU deliveries and rounds, or throughput against vCPUs for several."""
+    from .storm_plot import plot_main as plot
+    return plot(argv)
+
+
+def sweep_main(argv: list[str]) -> int:
+    """``gic5-storm sweep ...`` (gic5.storm_sweep.sweep_main): a grid of storms to one JSON
+    file and its plots."""
+    from .storm_sweep import sweep_main as sweep
+    return sweep(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,8 +566,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plot"]:
         return plot_main(argv[1:])
+    if argv[:1] == ["sweep"]:
+        return sweep_main(argv[1:])
     ap = _storm_parser()
     args = ap.parse_args(argv)
+    # Output paths are checked before the storm runs: a run of minutes must not end in a
+    # traceback because the file cannot be written.
+    for opt, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:
+            why = check_output_path(path)
+            if why is not None:
+                print(f"gic5-storm: {opt}: {why}", file=sys.stderr)
+                return 2
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        print("gic5-storm: --plot needs matplotlib: pip install 'gic5[plot]'", file=sys.stderr)
+        return 2
     cfg = StormConfig(vms=args.vms, vcpus=args.vcpus, injections=args.injections,
                       pattern=args.pattern, profile=args.profile, threads=args.threads,
                       seed=args.seed, repeat=args.repeat, pmu=args.pmu,
@@ -487,10 +596,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     s = summarize(result)
     print(format_report(cfg, s))
+    data = to_benchmark_json([(cfg, s)])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(to_benchmark_json([(cfg, s)]), f, indent=2)
+            json.dump(data, f, indent=2)
         print(f"wrote {args.json}")
+    if args.plot:
+        from .storm_plot import plot_storm
+        plot_storm(data["benchmarks"][0], args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
