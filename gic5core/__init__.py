@@ -17,9 +17,10 @@ except ModuleNotFoundError as _e:  # pragma: no cover - exercised by a subproces
 from gic5core.profile import PROFILES, PROFILE_DATA, IRS_POLICY, profile_switches
 from gic5core.vm import VmCore, vcpu_state_size
 from gic5core.cpuif import CpuIf
-from gic5core.baseline import CallFloor, bare_inject_loop
+from gic5core.baseline import CallFloor, bare_inject_loop, bare_storm_loop
 from gic5core.storm import PATTERNS, storm_run
 
 __all__ = ["UndefinedInstruction", "check", "PROFILES", "PROFILE_DATA", "IRS_POLICY",
            "profile_switches",
-           "VmCore", "vcpu_state_size", "CpuIf", "storm_run", "bare_inject_loop", "PATTERNS", "CallFloor"]
+           "VmCore", "vcpu_state_size", "CpuIf", "storm_run", "bare_inject_loop", "bare_storm_loop",
+           "PATTERNS", "CallFloor"]

@@ -5,7 +5,10 @@
 #   defines, and none is used by the API, the storms or the tests' oracles.
 # - bare_inject_loop is the speed of light for KVM_IRQ_LINE batches (decode, vCPU lookup,
 #   range and mask gate, edge latch; no errno bookkeeping, no lock, no per-element result);
-#   CallFloor.two is the floor of any compiled call from Python.
+#   bare_storm_loop is the speed of light for the closed-loop storm of SW_PPI edges on the
+#   final rules, served after every injection (the same per-event work, no accounting, no
+#   profile switch, no load / put); CallFloor.two is the floor of any compiled call from
+#   Python.
 
 """Benchmark baselines: bare_inject_loop (the speed-of-light injection loop) and CallFloor
 (the floor of a compiled call); see bench/.
@@ -14,9 +17,11 @@
 from libc.stdint cimport uint32_t, uint64_t
 cimport cython
 
-from gic5core.mask cimport test_bit
-from gic5core.state cimport vm_t, vcpu_t
-from gic5core.ppi cimport vcpu_by_id
+from gic5core.mask cimport (mask128, test_bit, set_bit, clear_bit, bitmap_and, bitmap_andnot,
+                            bitmap_or, bitmap_select)
+from gic5core.state cimport vm_t, vcpu_t, SW_PPI
+from gic5core.ppi cimport vcpu_by_id, best_priority_ppi, apr_highest, VMCR_EN, VMCR_VPMR_SHIFT
+from gic5core.rng cimport splitmix64, reduce_range
 from gic5core.vm cimport VmCore
 
 
@@ -41,6 +46,63 @@ def bare_inject_loop(VmCore core not None, const uint32_t[::1] irqs not None):
                 v.pending_latch.w[num >> 6] |= (<uint64_t>1) << (num & 63)
                 accepted += 1
     return accepted
+
+
+def bare_storm_loop(VmCore core not None, int vcpus, uint64_t events, uint64_t seed=1):
+    """bare_storm_loop(core, vcpus, events, seed=1) -> delivered: the closed-loop baseline.
+
+    ``events`` SW_PPI edges on vCPUs 0..vcpus-1 of ``core`` (uniform targets from the storm's
+    generator), each followed by a run of its vCPU's guest, on the final rules only: decode
+    and gate the KVM_IRQ_LINE word, latch; entry: the exposed pending set into PENDR, the edge
+    latch cleared; acknowledge by priority under the mask and the running priority,
+    deactivate, priority drop, until nothing qualifies; exit: ACTIVER back, an unacknowledged
+    edge folded into the latch. No accounting, no lock, no profile switch, no load / put:
+    what a C closed loop must at least do. The VM must be initialised and its vCPUs run once.
+    """
+    cdef vm_t* vm = &core.vm
+    cdef uint64_t _, rng = seed, delivered = 0, r
+    cdef uint32_t w, num
+    cdef vcpu_t* v
+    cdef mask128 e, edge
+    cdef unsigned int p
+    cdef int best
+    if vcpus <= 0 or vcpus > vm.nr_vcpus or not vm.initialised:
+        raise ValueError("bare_storm_loop needs an initialised VM with that many vCPUs")
+    e = vm.exposed
+    edge = bitmap_and(e, vm.edge_cfg)
+    with nogil:
+        for _ in range(events):
+            r = splitmix64(&rng)
+            v = vm.vcpus[reduce_range(r, <uint64_t>vcpus)]
+            w = ((v.vcpu_id >> 8) << 28) | (2u << 24) | ((v.vcpu_id & 0xff) << 16) | SW_PPI
+            num = w & 0xffff
+            v = vcpu_by_id(vm, ((w >> 16) & 0xff) | (((w >> 28) & 0xf) << 8))
+            if ((w >> 24) & 0xf) != 2 or v == NULL or num >= vm.nr_ppis \
+                    or not test_bit(num, &vm.irq_line_gate):
+                continue
+            set_bit(num, &v.pending_latch)
+            # entry
+            v.ich_pendr = bitmap_and(bitmap_or(v.pending_latch,
+                                               bitmap_andnot(v.line_level, vm.edge_cfg)), e)
+            v.pending_latch = bitmap_andnot(v.pending_latch, edge)
+            # the guest: acknowledge, deactivate, priority drop, until nothing qualifies
+            while v.vmcr & VMCR_EN:
+                best = best_priority_ppi(&v.prio[vm.nr_ppis], bitmap_andnot(
+                    bitmap_and(v.ich_pendr, v.ich_enabler), v.ich_activer), &p)
+                if best < 0 or p > ((v.vmcr >> VMCR_VPMR_SHIFT) & 0x1f) \
+                        or p >= apr_highest(v.apr):
+                    break
+                v.apr |= (<uint64_t>1) << p
+                set_bit(best, &v.ich_activer)
+                if test_bit(best, &vm.edge_cfg):
+                    clear_bit(best, &v.ich_pendr)
+                delivered += 1
+                clear_bit(best, &v.ich_activer)
+                v.apr &= v.apr - 1
+            # exit
+            v.active = bitmap_select(v.active, v.ich_activer, e)
+            v.pending_latch = bitmap_or(v.pending_latch, bitmap_and(v.ich_pendr, edge))
+    return delivered
 
 
 @cython.final
