@@ -116,7 +116,7 @@ def test_sorted_storm_fairness_by_hand():
         pytest.fail("no seed without a mid-run injection")
     per = r["stats"][:, 6].tolist()
     assert per == [0, 1, 0, 1]
-    f = gs.fairness(per, r["stats"][:, 7], 4)
+    f = gs.fairness(per, r["stats"][:, 7])
     assert f == {"min": 0, "median": 0.5, "max": 1, "jain": 0.5, "starved": []}
 
 
@@ -128,7 +128,7 @@ def test_v2_edges_starve_every_vcpu():
     r = storm_run(vms, 3, 300, pattern="sorted", service_every=1, mix="edges")
     assert r["accepted"] == 300 and r["delivered"] == 0
     assert latency_summary(r["latency"][0])["count"] == 0
-    f = gs.fairness(r["stats"][:, 6], r["stats"][:, 7], 3)
+    f = gs.fairness(r["stats"][:, 6], r["stats"][:, 7])
     assert f["starved"] == [0, 1, 2] and f["jain"] is None and f["max"] == 0
 
 

@@ -292,14 +292,14 @@ def run_storm(cfg: StormConfig, vms: list[Vm] | None = None,
     return {"config": cfg, "rounds": rounds}
 
 
-def fairness(deliveries: Any, offered: Any, vcpus: int) -> dict[str, Any]:
+def fairness(deliveries: Any, offered: Any) -> dict[str, Any]:
     """Deliveries per vCPU as {"min", "median", "max", "jain", "starved"}: Jain's index
     (sum x)^2 / (n * sum x^2) (1.0: every vCPU served alike; 1/n: one vCPU got everything;
     None when nothing was delivered) and the starved vCPUs: those that had requests accepted
     for them (edges, raised levels, SPIs) and no delivery at all, as flat ids
     vm_index * vcpus + vcpu_id.
 
-    >>> fairness([3, 3, 0], [3, 3, 2], 3)
+    >>> fairness([3, 3, 0], [3, 3, 2])
     {'min': 0, 'median': 3.0, 'max': 3, 'jain': 0.6667, 'starved': [2]}
     """
     x = np.asarray(deliveries, dtype=np.float64)
@@ -307,9 +307,15 @@ def fairness(deliveries: Any, offered: Any, vcpus: int) -> dict[str, Any]:
     sq = float(np.dot(x, x))
     jain = round(float(x.sum()) ** 2 / (len(x) * sq), 4) if sq else None
     starved = [int(i) for i in np.nonzero((x == 0) & (off > 0))[0]]
-    del vcpus  # ids are flat already; kept so callers state the layout they pass
     return {"min": int(x.min()), "median": float(np.median(x)), "max": int(x.max()),
             "jain": jain, "starved": starved}
+
+
+def _deliveries(c: dict[str, int]) -> int:
+    # Every acknowledgement the guests made: edges (v2/v3's re-deliveries included), levels,
+    # SPIs.
+    return (c["delivered"] + c["redelivered"] + c["level_delivered"] + c["spi_delivered"]
+            + c["spi_level_delivered"])
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
@@ -323,13 +329,10 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     per_round = []
     for r in result["rounds"]:
         rc = r["counters"]
-        n = (rc["delivered"] + rc["redelivered"] + rc["level_delivered"] + rc["spi_delivered"]
-             + rc["spi_level_delivered"])
-        per_round.append(n / r["seconds"] if r["seconds"] else 0.0)
+        per_round.append(_deliveries(rc) / r["seconds"] if r["seconds"] else 0.0)
     med = statistics.median(secs)
-    deliveries = c["delivered"] + c["redelivered"] + c["level_delivered"]
+    deliveries = _deliveries(c)
     spi_deliveries = c["spi_delivered"] + c["spi_level_delivered"]
-    deliveries += spi_deliveries
     return {
         "spi_deliveries": spi_deliveries,
         "spi_deliveries_per_s": spi_deliveries / med if med else 0.0,
@@ -346,8 +349,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         # every round is the same storm (the same seeds): the first one's distributions
         "latency_events": _latency_dict(first["latency"][0]),
         "latency_runs": _latency_dict(first["latency"][1]),
-        "fairness": fairness(first["deliveries_per_vcpu"], first["offered_per_vcpu"],
-                             cfg.vcpus),
+        "fairness": fairness(first["deliveries_per_vcpu"], first["offered_per_vcpu"]),
         "deliveries_per_vcpu": first["deliveries_per_vcpu"],
     }
 
