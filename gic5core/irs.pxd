@@ -16,7 +16,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, ENXIO, ENOMEM
-from gic5core.state cimport vm_t, vcpu_t, MAX_VCPUS, IRQ_WORD_VCPU_IDS
+from gic5core.state cimport vm_t, vcpu_t, MAX_VCPUS, IRQ_WORD_VCPU_IDS, NO_VCPU
 from gic5core.ist cimport (ist_store, vdpend, ISTE_PENDING, ISTE_ACTIVE, ISTE_HM, ISTE_ENABLE,
                            ISTE_IRM, ISTE_HWU, ISTE_PRIO_SHIFT, ISTE_IAFFID_SHIFT)
 
@@ -121,7 +121,7 @@ cdef inline bint spi_selr_valid(const vm_t* vm) noexcept nogil:
 
 cdef inline bint vcpu_id_exists(const vm_t* vm, uint32_t vcpu_id) noexcept nogil:
     # kvm_get_vcpu_by_id for an IAFFID of up to 16 bits.
-    return vcpu_id < IRQ_WORD_VCPU_IDS and vm.id_to_index[vcpu_id] >= 0
+    return vcpu_id < IRQ_WORD_VCPU_IDS and vm.id_to_index[vcpu_id] != NO_VCPU
 
 
 cdef inline unsigned int fls32(uint32_t x) noexcept nogil:

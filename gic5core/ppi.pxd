@@ -26,6 +26,7 @@ from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PE
 from gic5core.ist cimport vdpend, ist_candidate, ist_doorbell_eligible, ISTE_ACTIVE, \
     ISTE_PENDING, ISTE_HM, ist_store, SPI_INTID_BASE
 from gic5core.state cimport (vm_t, vcpu_t, SW_PPI, PPI_INTID_BASE, MAX_VCPUS, OWNER_USERSPACE,
+                             NR_PPIS_MAX,
                              OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS, TIMER_VTIMER, TIMER_PTIMER, PPI_CNTV, PPI_CNTP)
 
@@ -46,13 +47,10 @@ cdef enum:
 
 # --- lookups ---------------------------------------------------------------------------------
 
-cdef inline vcpu_t* vcpu_by_id(vm_t* vm, uint32_t vcpu_id) noexcept nogil:
+cdef inline vcpu_t* vcpu_by_id(const vm_t* vm, uint32_t vcpu_id) noexcept nogil:
     # kvm_get_vcpu_by_id: NULL when no vCPU has that id. vcpu_id < 4096 (12 bits of the irq
-    # word), the size of id_to_index, whose entries >= 512 are always -1.
-    cdef int idx = vm.id_to_index[vcpu_id & (IRQ_WORD_VCPU_IDS - 1)]
-    if idx < 0:
-        return NULL
-    return vm.vcpus[idx]
+    # word), the size of id_to_index, whose entries >= 512 are always NO_VCPU (the NULL slot).
+    return vm.vcpus[vm.id_to_index[vcpu_id & (IRQ_WORD_VCPU_IDS - 1)]]
 
 
 cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
@@ -168,28 +166,40 @@ cdef inline int inject_ppi(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
 cdef inline int inject_ppi_initialised(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
                                        int owner) noexcept nogil:
     # kvm_vgic_inject_irq past its initialisation check (the caller has made it), all
-    # profiles: vgic_validate_injection (owner, edge needs level, level needs a change), then
-    # line_level / pending_latch. v2/v3: then set_pending_state (v2 18/36, v3 19/36) assigns
-    # the shadow bit irq_is_pending, except for a directly injected PPI ("Skip injecting the
-    # state altogether"; v3's timer never injects a direct timer at all).
+    # profiles: inject_ppi_level with the profile's shadow rule read from the VM.
+    return inject_ppi_level(vm, v, ppi, level, owner, vm.prof.pendr_shadow)
+
+
+cdef inline int inject_ppi_level(vm_t* vm, vcpu_t* v, unsigned int ppi, bint level,
+                                 int owner, bint pendr_shadow) noexcept nogil:
+    # kvm_vgic_inject_irq past its initialisation check, all profiles: vgic_validate_injection
+    # (owner, edge needs level, level needs a change), then line_level / pending_latch. v2/v3
+    # (pendr_shadow, vm.prof.pendr_shadow passed in so a batch can hold it in a register):
+    # then set_pending_state (v2 18/36, v3 19/36) assigns the shadow bit irq_is_pending, except
+    # for a directly injected PPI ("Skip injecting the state altogether"; v3's timer never
+    # injects a direct timer at all).
     # Branch-free on the level (random in storms and batches): all-ones when asserted.
-    cdef uint64_t bit = (<uint64_t>1) << (ppi & 63)
     cdef uint64_t asserted = -(<uint64_t>(level != 0))
-    cdef unsigned int word = ppi >> 6
-    cdef uint64_t new
+    cdef uint64_t bit, new
+    cdef unsigned int word
     if ppi == SW_PPI:
         # The only edge-configured PPI (vm.edge_cfg), and never owned (state.pxd): the owner
-        # test needs no load: userspace always matches, a kernel caller never does.
+        # test needs no load: userspace always matches, a kernel caller never does. Its bit
+        # is a constant (word 0).
         if owner == OWNER_USERSPACE:
-            v.pending_latch.w[word] |= bit & asserted   # one latch: a second edge coalesces
-            if vm.prof.pendr_shadow:
-                v.pendr_shadow.w[word] |= bit & asserted  # irq_is_pending(edge) = latch = 1
+            # one latch: a second edge coalesces
+            v.pending_latch.w[0] |= ((<uint64_t>1) << SW_PPI) & asserted
+            if pendr_shadow:
+                # irq_is_pending(edge) = latch = 1
+                v.pendr_shadow.w[0] |= ((<uint64_t>1) << SW_PPI) & asserted
         return 0
+    bit = (<uint64_t>1) << (ppi & 63)
+    word = ppi >> 6
     # Owner mismatch: a kernel-owned PPI driven by userspace (or the reverse) is dropped, 0.
     if test_bit(ppi, &v.owned) != (owner != OWNER_USERSPACE):
         return 0
     new = bit & asserted
-    if vm.prof.pendr_shadow and (v.line_level.w[word] & bit) != new \
+    if pendr_shadow and (v.line_level.w[word] & bit) != new \
             and not (v.hw.w[word] & bit):
         # A valid level injection (the line changes): irq_is_pending(level) = line_level, as
         # level PPIs never hold a latch.
@@ -250,19 +260,40 @@ cdef inline void drive_timer_line(vm_t* vm, vcpu_t* v, int timer, bint level) no
 
 
 cdef inline int irq_line_one(vm_t* vm, uint32_t irq, uint32_t level) noexcept nogil:
+    # kvm_vm_ioctl_irq_line (arch/arm64/kvm/arm.c) for a V5 VM, one call. Caller holds vm.lock.
+    return irq_line_gated(vm, &vm.irq_line_gate, vm.ppi_fast, vm.prof.pendr_shadow, irq, level)
+
+
+cdef inline int irq_line_gated(vm_t* vm, const mask128* gate, bint fast, bint pendr_shadow,
+                               uint32_t irq, uint32_t level) noexcept nogil:
     # kvm_vm_ioctl_irq_line (arch/arm64/kvm/arm.c) for a V5 VM: v2 23/36, v3 23/36 + 36/36,
-    # final as mainline 7.2 (the lazy init first). Caller holds vm.lock.
+    # final as mainline 7.2 (the lazy init first). gate, fast and pendr_shadow are
+    # vm.irq_line_gate, vm.ppi_fast and vm.prof.pendr_shadow, passed in so that a batch can
+    # hold them in registers (or as constants, in a loop specialised on them) while it holds
+    # vm.lock and runs only injections, none of which writes them: read through vm they would
+    # be reloaded after every latch store (the core builds with -fno-strict-aliasing). The
+    # common case is here, small enough to inline into every loop; the rest is irq_line_slow,
+    # in the kernel's order. Caller holds vm.lock.
+    cdef unsigned int num = irq & 0xffff
+    cdef vcpu_t* v
+    if (irq & 0x0f000000) == 0x02000000 and fast:
+        # A PPI on a VM alive, with a device, initialised. The checks left are the same as
+        # irq_line_slow's, in the same order, minus the three vm.ppi_fast stands for. The gate
+        # holds no bit at or above nr_ppis (state.pxd), so it answers the range check, once
+        # num is known to index it (< NR_PPIS_MAX).
+        v = vcpu_by_id(vm, ((irq >> 16) & 0xff) | (((irq >> 28) & 0xf) << 8))
+        if v == NULL or num >= NR_PPIS_MAX or not test_bit(num, gate):
+            return -EINVAL
+        return inject_ppi_level(vm, v, num, level != 0, OWNER_USERSPACE, pendr_shadow)
+    return irq_line_slow(vm, irq, level)
+
+
+cdef inline int irq_line_slow(vm_t* vm, uint32_t irq, uint32_t level) noexcept nogil:
+    # kvm_vm_ioctl_irq_line for a V5 VM, every case (irq_line_snap's common one included).
     cdef unsigned int irq_type = (irq >> 24) & 0xf
     cdef uint32_t vcpu_id = ((irq >> 16) & 0xff) | (((irq >> 28) & 0xf) << 8)
     cdef unsigned int num = irq & 0xffff
     cdef vcpu_t* v
-    if irq_type == 2 and vm.ppi_fast:
-        # The common case in one test: alive, a device, initialised. The checks left are the
-        # same as below, in the same order, minus the three vm.ppi_fast stands for.
-        v = vcpu_by_id(vm, vcpu_id)
-        if v == NULL or num >= vm.nr_ppis or not test_bit(num, &vm.irq_line_gate):
-            return -EINVAL
-        return inject_ppi_initialised(vm, v, num, level != 0, OWNER_USERSPACE)
     if vm.dead:
         return -EIO
     if irq_type == 2:  # KVM_ARM_IRQ_TYPE_PPI

@@ -37,6 +37,7 @@ cdef enum:
     NR_PPIS_MAX = 128       # the architectural PPI space
     MAX_VCPUS = 512         # VGIC_V5_MAX_CPUS == KVM_MAX_VCPU_IDS on arm64
     IRQ_WORD_VCPU_IDS = 4096  # vcpu ids an irq word can name (vcpu2_index * 256 + vcpu_index)
+    NO_VCPU = 512           # id_to_index of an id no vCPU has: the slot past the last vCPU
     SW_PPI = 3              # GICV5_ARCH_PPI_SW_PPI: the only edge PPI, the only userspace one
     PPI_PMUIRQ = 23         # GICV5_ARCH_PPI_PMUIRQ
     PPI_CNTHP = 26          # GICV5_ARCH_PPI_CNTHP
@@ -166,8 +167,9 @@ ctypedef struct vm_t:
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
     gic5_lock_t lock         # spinlock (zero = free); see gic5_lock/gic5_unlock
-    int16_t id_to_index[4096]  # vcpu_id -> index, -1 if none; sized for every id an irq word
-                               # can encode (vcpu2:vcpu_index, 12 bits), so no bounds check
+    uint16_t id_to_index[4096]  # vcpu_id -> index, NO_VCPU (the always-NULL slot of vcpus)
+                               # if none; sized for every id an irq word can encode
+                               # (vcpu2:vcpu_index, 12 bits), so no bounds check
     uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer
                              # of dead / has_device / initialised (KVM_IRQ_LINE's common path)
     # --- the IRS-era device (7.4; zero / unused on the other profiles) ---
@@ -204,7 +206,9 @@ ctypedef struct vm_t:
     uint32_t pe_selr         # pe_selr.iaffid (15:0)
     uint32_t ist_cfgr        # ist_cfgr fields as read
     uint64_t ist_baser       # ist_baser: ADDR 55:6 | VALID
-    vcpu_t* vcpus[512]       # by index; each allocated once, freed with the VM
+    vcpu_t* vcpus[513]       # by index; each allocated once, freed with the VM. vcpus[NO_VCPU]
+                             # is always NULL: the lookup by id is one load, with no test of
+                             # the index
 
 
 cdef inline size_t vcpu_alloc_size(unsigned int nr_ppis) noexcept nogil:

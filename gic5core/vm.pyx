@@ -36,11 +36,11 @@ from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_ma
                             bitmap_and)
 from gic5core.profile cimport profile_t, profile_load
 from gic5core.profile import IRS_POLICY as _IRS_POLICY
-from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS,
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS, NO_VCPU,
                              SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS, NR_SPIS_MAX, NR_SPIS_DEFAULT)
-from gic5core.ppi cimport (update_ppi_fast, irq_line_one, inject_ppi, userspace_mask, finalize,
+from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject_ppi, userspace_mask, finalize,
                            flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
                            vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
                            serve_requests)
@@ -276,7 +276,7 @@ cdef class VmCore:
             else bitmap_fill(self.vm.nr_ppis)
         self.vm.host_pmu = host_pmu
         for i in range(IRQ_WORD_VCPU_IDS):
-            self.vm.id_to_index[i] = -1
+            self.vm.id_to_index[i] = NO_VCPU
         for i in range(4):
             self.vm.timer_ppi[i] = TIMER_DEFAULT[i]
         return 0
@@ -356,7 +356,7 @@ cdef class VmCore:
             rc = -EBUSY  # kvm_arch_vcpu_precreate: VGIC already initialised
         elif vcpu_id >= <unsigned long>self.vm.max_vcpus:
             rc = -EINVAL  # kvm_arch_vcpu_precreate: id >= kvm->max_vcpus (7.4: V5's limit)
-        elif self.vm.id_to_index[vcpu_id] >= 0:
+        elif self.vm.id_to_index[vcpu_id] != NO_VCPU:
             rc = -EEXIST
         elif pmu and not self.vm.host_pmu:
             rc = -EINVAL  # KVM_ARM_VCPU_INIT refuses an unsupported feature
@@ -967,13 +967,26 @@ cdef class VmCore:
         out = np.empty(w.shape[0], dtype=np.int32)
         cdef int32_t[::1] rc = out
         cdef Py_ssize_t n = w.shape[0], start = 0, i, stop
+        cdef mask128 gate
+        cdef bint fast, shadow
         with nogil:
             while start < n:
                 # One lock hold per chunk: amortised, yet other threads wait one chunk at most.
+                # The VM's gate and flags are read once per hold (irq_line_gated): only
+                # injections run inside it, and none of them writes those.
                 stop = start + BATCH_CHUNK if start + BATCH_CHUNK < n else n
                 gic5_lock(&self.vm.lock)
-                for i in range(start, stop):
-                    rc[i] = irq_line_one(&self.vm, w[i], lv[i])
+                gate = self.vm.irq_line_gate
+                fast = self.vm.ppi_fast
+                shadow = self.vm.prof.pendr_shadow
+                if fast and not shadow:
+                    # The common case (a live, initialised VM on final or 7.4), a loop of its
+                    # own: the same function with both flags constant, so neither is tested.
+                    for i in range(start, stop):
+                        rc[i] = irq_line_gated(&self.vm, &gate, True, False, w[i], lv[i])
+                else:
+                    for i in range(start, stop):
+                        rc[i] = irq_line_gated(&self.vm, &gate, fast, shadow, w[i], lv[i])
                 gic5_unlock(&self.vm.lock)
                 start = stop
         return out
