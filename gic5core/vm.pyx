@@ -36,12 +36,12 @@ from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bitmap_fill, bit_ma
                             bitmap_and)
 from gic5core.profile cimport profile_t, profile_load
 from gic5core.profile import IRS_POLICY as _IRS_POLICY
-from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS, NO_VCPU,
-                             SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
+from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_size, MAX_VCPUS,
+                             NO_VCPU, SW_PPI, PPI_PMUIRQ, PPI_CNTV, PPI_CNTP, PPI_CNTHV, PPI_CNTHP,
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS, NR_SPIS_MAX, NR_SPIS_DEFAULT)
-from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject_ppi, userspace_mask, finalize,
-                           flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
+from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject_ppi,
+                           userspace_mask, finalize, flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
                            vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
                            serve_requests)
 from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
