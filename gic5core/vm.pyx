@@ -41,7 +41,8 @@ from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, vcpu_alloc_si
                              PPI_INTID_BASE, TIMER_VTIMER, TIMER_PTIMER, OWNER_KERNEL,
                              IRQ_WORD_VCPU_IDS, NR_SPIS_MAX, NR_SPIS_DEFAULT)
 from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject_ppi,
-                           userspace_mask, finalize, flush, fold, has_pending, vgic_pending, kvm_pending, exposed_of,
+                           userspace_mask, finalize, flush, fold, has_pending, vgic_pending,
+                           kvm_pending, exposed_of,
                            vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
                            serve_requests)
 from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
