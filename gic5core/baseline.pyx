@@ -20,7 +20,8 @@ cimport cython
 from gic5core.mask cimport (mask128, test_bit, set_bit, clear_bit, bitmap_and, bitmap_andnot,
                             bitmap_or, bitmap_select)
 from gic5core.state cimport vm_t, vcpu_t, SW_PPI
-from gic5core.ppi cimport vcpu_by_id, best_priority_ppi, apr_highest, VMCR_EN, VMCR_VPMR_SHIFT
+from gic5core.ppi cimport (vcpu_by_id, edge_cfg_of, best_priority_ppi, apr_highest, VMCR_EN,
+                           VMCR_VPMR_SHIFT)
 from gic5core.rng cimport splitmix64, reduce_range
 from gic5core.vm cimport VmCore
 
@@ -69,7 +70,7 @@ def bare_storm_loop(VmCore core not None, int vcpus, uint64_t events, uint64_t s
     if vcpus <= 0 or vcpus > vm.nr_vcpus or not vm.initialised:
         raise ValueError("bare_storm_loop needs an initialised VM with that many vCPUs")
     e = vm.exposed
-    edge = bitmap_and(e, vm.edge_cfg)
+    edge = bitmap_and(e, edge_cfg_of(vm))
     with nogil:
         for _ in range(events):
             r = splitmix64(&rng)
@@ -83,7 +84,7 @@ def bare_storm_loop(VmCore core not None, int vcpus, uint64_t events, uint64_t s
             set_bit(num, &v.pending_latch)
             # entry
             v.ich_pendr = bitmap_and(bitmap_or(v.pending_latch,
-                                               bitmap_andnot(v.line_level, vm.edge_cfg)), e)
+                                               bitmap_andnot(v.line_level, edge_cfg_of(vm))), e)
             v.pending_latch = bitmap_andnot(v.pending_latch, edge)
             # the guest: acknowledge, deactivate, priority drop, until nothing qualifies
             while v.vmcr & VMCR_EN:
@@ -94,7 +95,7 @@ def bare_storm_loop(VmCore core not None, int vcpus, uint64_t events, uint64_t s
                     break
                 v.apr |= (<uint64_t>1) << p
                 set_bit(best, &v.ich_activer)
-                if test_bit(best, &vm.edge_cfg):
+                if best == SW_PPI:
                     clear_bit(best, &v.ich_pendr)
                 delivered += 1
                 clear_bit(best, &v.ich_activer)

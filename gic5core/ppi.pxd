@@ -37,6 +37,14 @@ cdef enum:
     CONTEXTR_DBPM_SHIFT = 55     # DBPM 59:55: doorbell for priority <= DBPM
     CONTEXTR_VPE_SHIFT = 32      # VPE 47:32
 
+cdef extern from *:
+    """
+    /* ppi.pxd phys_lines: timer_level bits 1:0 (ptimer, vtimer) -> PPI 30 / PPI 27. */
+    static const unsigned long long gic5_phys_line_bits[4] = {
+        0, 1ULL << 27, 1ULL << 30, (1ULL << 27) | (1ULL << 30)};
+    """
+    const unsigned long long* PHYS_LINE_BITS "gic5_phys_line_bits"
+
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
     VMCR_VPMR_SHIFT = 27         # ICH_VMCR_EL2.VPMR, bits 31:27
@@ -61,18 +69,23 @@ cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
     return vm.exposed
 
 
+cdef inline mask128 edge_cfg_of(const vm_t* vm) noexcept nogil:
+    # vm.edge_cfg, which is {SW_PPI} on every VM (state.pxd): as a constant, so the compiler
+    # folds it into the masks that use it (the hot paths: entry, exit, CDIA, the pending view).
+    return mask_make((<uint64_t>1) << SW_PPI, 0)
+
+
 cdef inline mask128 phys_lines(const vcpu_t* v) noexcept nogil:
     # vgic_get_phys_line_level of the hardware-mapped PPIs: the direct timers' output lines
     # (vtimer -> PPI 27, ptimer -> PPI 30), as recorded in timer_level.
-    # (timer_level bit 0 -> bit 27, bit 1 -> bit 30: two masks and two shifts)
-    cdef uint64_t t = v.timer_level
-    return mask_make(((t & 1) << PPI_CNTV) | ((t & 2) << (PPI_CNTP - 1)), 0)
+    # (a table of the four combinations: one load)
+    return mask_make(PHYS_LINE_BITS[v.timer_level & 3], 0)
 
 
 cdef inline mask128 irq_is_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
     # irq_is_pending (vgic.h), all profiles: edge -> latch; level -> latch | line_level, as
     # stored (a hw PPI's line_level too: the CPU_SYSREGS SPENDR read of 7.4 reports it).
-    return bitmap_or(v.pending_latch, bitmap_andnot(v.line_level, vm.edge_cfg))
+    return bitmap_or(v.pending_latch, bitmap_andnot(v.line_level, edge_cfg_of(vm)))
 
 
 cdef inline mask128 kvm_pending(const vm_t* vm, const vcpu_t* v) noexcept nogil:
@@ -410,7 +423,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
         e = exposed_of(vm, v)
         pend = bitmap_and(irq_is_pending(vm, v), e)
         if vm.prof.clear_edge_latch_on_entry:
-            v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, vm.edge_cfg))
+            v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, edge_cfg_of(vm)))
     # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").
     v.ich_pendr = bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl)
     # ICH_PPI_ACTIVER and ICH_PPI_ENABLER are restored from the images as they stand: ACTIVER
@@ -464,14 +477,15 @@ cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
         if vm.prof.fold_changed_enabler:
             v.enabled = bitmap_select(v.enabled, v.ich_enabler, changed)
         v.pending_latch = bitmap_or(v.pending_latch,
-                                    bitmap_and(bitmap_and(v.ich_pendr, changed), vm.edge_cfg))
+                                    bitmap_and(bitmap_and(v.ich_pendr, changed),
+                                               edge_cfg_of(vm)))
     else:
         # final: for_each_visible_v5_ppi: irq->active := exit bit; an edge's latch ORs the
         # exit pending bit back in, so an edge injected while the guest ran is never lost.
         e = exposed_of(vm, v)
         v.active = bitmap_select(v.active, v.ich_activer, e)
         v.pending_latch = bitmap_or(v.pending_latch,
-                                    bitmap_and(bitmap_and(v.ich_pendr, e), vm.edge_cfg))
+                                    bitmap_and(bitmap_and(v.ich_pendr, e), edge_cfg_of(vm)))
     if vm.prof.pendr_shadow:
         # v2/v3: vgic_ppi_pendr |= exit PENDR & ~HMR (edge and unexposed bits); v2 keeps the
         # exit images its wake check reads.
@@ -653,7 +667,7 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
         ist_store(vm, spi, w)
         return SPI_INTID_BASE | spi
     set_bit(best, &v.ich_activer)
-    if test_bit(best, &vm.edge_cfg):
+    if best == SW_PPI:  # the only edge PPI (edge_cfg_of)
         clear_bit(best, &v.ich_pendr)  # a level PPI stays pending while its line is high
     return best
 

@@ -147,7 +147,8 @@ ctypedef struct vstat_t:
     uint32_t ev[5]       # event stamp per source (SRC_*), valid while the truth bit is set
     uint32_t run[5]      # this vCPU's run count at that acceptance
     uint32_t runs        # KVM_RUNs of this vCPU's guest so far (a trap's re-entry is not one)
-    uint32_t pad         # keeps the record at 64 bytes: one cache line
+    uint32_t word        # the vCPU's SW_PPI KVM_IRQ_LINE word (sw_ppi_word), written by
+                         # storm_run: the record's line is loaded for the event anyway
     uint64_t deliveries  # acknowledgements on this vCPU that had an acceptance behind them
     uint64_t offered     # acceptances aimed at it: edges accepted, levels raised, SPIs accepted
 
@@ -162,7 +163,9 @@ cdef enum:
     # The latency histogram (one row for events, one for runs): values below LAT_LINEAR are
     # counted exactly; above, bucket (k, s) counts [(256 + s) << (k - 8), (257 + s) << (k - 8))
     # for the top bit k in 12..31 (relative width 1/256). Two more slots: the exact maximum and
-    # the exact minimum stored complemented (so a zeroed row means "none yet").
+    # the exact minimum (stored complemented, so a zeroed row means "none yet") of the values
+    # at or above LAT_LINEAR; below it the counts themselves are exact, so the row's min / max
+    # are found from them (latency_summary) and the common delivery pays no compare for them.
     LAT_LINEAR = 4096
     LAT_SUB = 256
     LAT_BUCKETS = 4096 + 20 * 256
@@ -186,10 +189,10 @@ cdef inline void lat_record(uint64_t* h, uint64_t x) noexcept nogil:
     else:
         k = 63 - __builtin_clzll(x)
         h[LAT_LINEAR + (k - 12) * LAT_SUB + ((x >> (k - 8)) & (LAT_SUB - 1))] += 1
-    if x > h[LAT_MAX]:
-        h[LAT_MAX] = x
-    if ~x > h[LAT_NOTMIN]:
-        h[LAT_NOTMIN] = ~x
+        if x > h[LAT_MAX]:
+            h[LAT_MAX] = x
+        if ~x > h[LAT_NOTMIN]:
+            h[LAT_NOTMIN] = ~x
 
 
 cdef inline void delivered_from(ctx_t* c, uint32_t ev, uint32_t run) noexcept nogil:
@@ -416,7 +419,7 @@ cdef int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
         if inject_mid_run and acks == 1:
             inject_mid_run = False
             c.n.injections += 1
-            rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
+            rc = irq_line_one(vm, c.vs.word, 1)
             if rc == 0:
                 edge_accepted(truth, c)
             else:
@@ -434,7 +437,7 @@ cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, i
     cdef uint8_t bit
     c.n.injections += 1
     if kind < 6 or mix == MIX_EDGES:
-        rc = irq_line_one(vm, sw_ppi_word(v.vcpu_id), 1)
+        rc = irq_line_one(vm, c.vs.word, 1)
         if rc == 0:
             edge_accepted(truth, c)
         else:
@@ -615,11 +618,12 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     batched run passes the same ``spi_truth`` too (uint8, 1024 bytes per VM, zeroed).
 
     Latency and fairness (see docs/storm.md): ``stats`` (uint64, shape (vCPUs, 8): per vCPU
-    the acceptance stamps, its guest-run count, ``[:, 6]`` deliveries and ``[:, 7]``
-    acceptances aimed at it), ``spi_stamps`` (uint64, 1024 per VM) and ``latency`` (uint64,
-    shape (2, LATENCY_SLOTS): the histograms of inject-to-acknowledge latency in events and in
-    the target vCPU's guest runs; decode with latency_summary) accumulate over a batched run
-    the same way; zeroed ones are made when not given. The result holds the three arrays
+    the acceptance stamps, its guest-run count and (high half of ``[:, 5]``, written here) its
+    SW_PPI irq word, ``[:, 6]`` deliveries and ``[:, 7]`` acceptances aimed at it),
+    ``spi_stamps`` (uint64, 1024 per VM) and ``latency`` (uint64, shape (2, LATENCY_SLOTS):
+    the histograms of inject-to-acknowledge latency in events and in the target vCPU's guest
+    runs; decode with latency_summary) accumulate over a batched run the same way; zeroed
+    ones are made when not given. The result holds the three arrays
     under "stats", "spi_stamps" and "latency" next to the integer counters.
     """
     # The integers are taken as objects and checked (Cython would truncate a float).
@@ -716,6 +720,9 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
             tvm[i * per_vm + j] = &core.vm
             tv[i * per_vm + j] = core.vm.vcpus[j]
     qsort(vms, nvms, sizeof(vm_t*), compare_ptr)
+    cdef vstat_t* vs = <vstat_t*>&stats_view[0, 0]
+    for j in range(total):
+        vs[j].word = sw_ppi_word(tv[j].vcpu_id)
     memset(&c, 0, sizeof(c))
     c.lat = &lat_view[0, 0]
     c.ss = &stamps_view[0]
@@ -723,7 +730,7 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
         t0 = now_ns()
         storm_loop(vms, nvms, per_vm, &truth_view[0], &spi_truth_view[0], n_events, base,
                    total_events, pat, every, rng_seed, drain, mx, tvm, tv,
-                   <vstat_t*>&stats_view[0, 0], &stamps_view[0], &c)
+                   vs, &stamps_view[0], &c)
         t1 = now_ns()
     free(vms)
     free(tvm)
@@ -778,8 +785,12 @@ def latency_summary(row):
     if total == 0:
         return {"count": 0, "min": None, "median": None, "p99": None, "max": None,
                 "hist_log2": []}
-    lo = int(~h[LAT_NOTMIN] & np.uint64(0xFFFFFFFFFFFFFFFF))
-    hi = int(h[LAT_MAX])
+    # min / max: exact from the linear counts, else from the two slots kept for the values at
+    # or above LAT_LINEAR (lat_record)
+    linear = np.nonzero(counts[:LAT_LINEAR])[0]
+    big = int(counts[LAT_LINEAR:].sum()) != 0
+    lo = int(linear[0]) if linear.size else int(~h[LAT_NOTMIN] & np.uint64(0xFFFFFFFFFFFFFFFF))
+    hi = int(h[LAT_MAX]) if big else int(linear[-1])
     cum = np.cumsum(counts)
 
     def rank(q_num, q_den):

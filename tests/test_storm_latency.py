@@ -39,8 +39,10 @@ def row_of(values):
         else:
             k = x.bit_length() - 1
             h[4096 + (k - 12) * 256 + ((x >> (k - 8)) & 255)] += 1
-    h[LATENCY_SLOTS - 2] = max(values)
-    h[LATENCY_SLOTS - 1] = np.uint64(~min(values) & (2**64 - 1))
+    big = [x for x in values if x >= 4096]
+    if big:  # the exact max and (complemented) min of the values the linear part cannot hold
+        h[LATENCY_SLOTS - 2] = max(big)
+        h[LATENCY_SLOTS - 1] = np.uint64(~min(big) & (2**64 - 1))
     return h
 
 
@@ -60,6 +62,18 @@ def test_latency_summary_large_values_keep_min_max_exact():
     assert d["p99"] == 999_424       # the floor of 1,000,003's bucket, (256 + 232) << 11
     assert d["hist_log2"][12] == 11 and d["hist_log2"][19] == 1 and len(d["hist_log2"]) == 20
     assert latency_summary(row_of([5000] * 3))["median"] == 5000  # kept within [min, max]
+
+
+def test_latency_summary_min_max_across_the_linear_and_bucketed_parts():
+    """min comes from the exact counts when any latency is below 4096, max from the slot kept
+    for the bucketed values when any is at or above it; each from the other part otherwise."""
+    both = latency_summary(row_of([3, 5000, 1_000_003]))
+    assert (both["min"], both["max"]) == (3, 1_000_003)
+    small = row_of([0, 7, 7])
+    assert not small[LATENCY_SLOTS - 2:].any()  # nothing bucketed: the two slots stay zero
+    assert (latency_summary(small)["min"], latency_summary(small)["max"]) == (0, 7)
+    large = latency_summary(row_of([70_000, 5000]))
+    assert (large["min"], large["max"]) == (5000, 70_000)
 
 
 def test_latency_summary_empty_and_bad_rows():
