@@ -101,7 +101,6 @@ ctypedef struct vcpu_t:
     mask128 active           # active as folded back at the last exit
     mask128 owned            # PPI has an in-kernel owner (userspace injections are dropped)
     mask128 hw               # PPI is hardware-mapped and directly injected (DVI)
-    mask128 exposed          # v2 only: this vCPU's exposed set (v3/final use vm.exposed)
     # --- the ICH_PPI_* register image: the GICv5 "list registers" of PPIs ---
     mask128 ich_dvir         # ICH_PPI_DVIR0/1_EL2: directly injected PPIs (zeroed at exit)
     mask128 ich_enabler      # ICH_PPI_ENABLER0/1_EL2
@@ -111,14 +110,6 @@ ctypedef struct vcpu_t:
     uint64_t apr             # ICH_APR_EL2 while loaded: bit p = priority p active
     uint64_t saved_vmcr      # vgic_vmcr: VMCR saved at the last exit (wake predicate input)
     uint64_t saved_apr       # vgic_apr: APR saved at the last put (wake predicate input)
-    mask128 pendr_entry      # v2/v3: the entry pending image (the raw shadow copied at flush)
-    mask128 activer_entry    # v2/v3: ACTIVER as written at entry (changed-bits fold)
-    mask128 enabler_entry    # v2: ENABLER as written at entry (its fold compares it too)
-    mask128 pendr_shadow     # v2/v3: cpu_if->vgic_ppi_pendr, KVM's pending shadow: assigned
-                             # irq_is_pending at each valid non-DVI injection, ORed with the
-                             # exit PENDR minus HMR bits at fold, never cleared by the guest
-    mask128 pendr_exit       # v2: vgic_ppi_pendr_exit (the shadow at flush, PENDR at exit)
-    mask128 enabler_exit     # v2: vgic_ich_ppi_enabler_exit (ENABLER at the last exit)
     # --- vCPU configuration and lifecycle ---
     uint64_t icsr            # 7.4: vgic_icsr, ICC_ICSR_EL1 as CPU_SYSREGS stores it (RES0 clear)
     uint32_t vcpu_id         # KVM vcpu_id (0..511)
@@ -143,6 +134,17 @@ ctypedef struct vcpu_t:
     uint64_t contextr        # ICH_CONTEXTR_EL2 as last written: V 63, IRICHPPIDIS 61, DB 60,
                              # DBPM 59:55, VPE 47:32 (= vcpu_id); VM 15:0 always 0 (host VM
                              # ids are not modelled). 0 while non-resident without a doorbell
+    # --- v2/v3 only (after everything final and 7.4 read per run, so a storm's final vCPU
+    # is its first four lines and its PRIORITYR image) ---
+    mask128 exposed          # v2 only: this vCPU's exposed set (v3/final use vm.exposed)
+    mask128 pendr_entry      # v2/v3: the entry pending image (the raw shadow copied at flush)
+    mask128 activer_entry    # v2/v3: ACTIVER as written at entry (changed-bits fold)
+    mask128 enabler_entry    # v2: ENABLER as written at entry (its fold compares it too)
+    mask128 pendr_shadow     # v2/v3: cpu_if->vgic_ppi_pendr, KVM's pending shadow: assigned
+                             # irq_is_pending at each valid non-DVI injection, ORed with the
+                             # exit PENDR minus HMR bits at fold, never cleared by the guest
+    mask128 pendr_exit       # v2: vgic_ppi_pendr_exit (the shadow at flush, PENDR at exit)
+    mask128 enabler_exit     # v2: vgic_ich_ppi_enabler_exit (ENABLER at the last exit)
     # --- priorities, sized by the profile: the allocation ends 2 * nr_ppis bytes into prio ---
     uint8_t prio[256]        # [0, nr): KVM's shadow priority per PPI, synced from the image at
                              # a WFI put (v2: at check); [nr, 2 nr): ICH_PPI_PRIORITYRn_EL2 as
@@ -167,30 +169,32 @@ ctypedef struct vm_t:
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
     gic5_lock_t lock         # spinlock (zero = free); see gic5_lock/gic5_unlock
+    # --- read on every KVM_IRQ_LINE and guest run: kept with the masks above, in the first
+    # lines of the struct (a storm over many VMs touches these lines of a random VM per event)
+    uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer
+                             # of dead / has_device / initialised (KVM_IRQ_LINE's common path)
+    uint8_t irs_enabled      # kvm->arch.vgic.enabled: the guest's IRS_CR0.IRSEN
+    uint32_t nr_spis         # dist->nr_spis: 0 until NR_IRQS or CTRL_INIT (then 32..1024)
+    uint32_t ist_entries     # 2 ** spi_id_bits once CTRL_INIT made the SPI IST (else 0)
     uint16_t id_to_index[4096]  # vcpu_id -> index, NO_VCPU (the always-NULL slot of vcpus)
                                # if none; sized for every id an irq word can encode
                                # (vcpu2:vcpu_index, 12 bits), so no bounds check
-    uint8_t ppi_fast         # derived: alive, with a device, initialised; kept by every writer
-                             # of dead / has_device / initialised (KVM_IRQ_LINE's common path)
     # --- the IRS-era device (7.4; zero / unused on the other profiles) ---
     int max_vcpus            # kvm->max_vcpus: KVM_CREATE_VCPU refuses an id (or a count) at
                              # or above it; 512 but on 7.4 (max_gicv5_vcpus, host dependent)
     int max_gicv5_vcpus      # min(host IRS max VPEs, 512) (vgic_v5_probe)
     uint8_t v5_registered    # the V5 device type is registered (7.4: needs a host LPI domain)
     uint8_t ipa_bits         # the VM's IPA size: the IRS address must fit below 1 << ipa_bits
-    uint32_t nr_spis         # dist->nr_spis: 0 until NR_IRQS or CTRL_INIT (then 32..1024)
     uint64_t irs_base        # vgic_v5_irs_base: VGIC_ADDR_UNDEF (all-ones) until GRP_ADDR
     uint64_t spi_level[16]   # per SPI (bit n of word n / 64): line_level
     uint64_t spi_latch[16]   # per SPI: pending_latch (never cleared by KVM for an SPI)
     uint64_t spi_cfg_level[16]  # per SPI: config LEVEL (0 = EDGE, KVM's default)
     # --- the virtual IRS (7.4): the hardware's SPI IST and KVM's emulated IRS registers ---
-    uint32_t ist_entries     # 2 ** spi_id_bits once CTRL_INIT made the SPI IST (else 0)
     uint32_t ist[1024]       # the virtual SPI IST: one ISTE per SPI (ist.pxd; ist_store only)
     uint64_t spi_ready[16]   # derived from ist: ENABLE and PENDING and not ACTIVE, per SPI
     uint32_t* lpi_ist        # the host LPI IST (ISTE words; contents are stored, never
                              # delivered: LPIs are out of scope); NULL when none exists
     uint32_t lpi_ist_words   # its entries, 2 ** lpi_id_bits; 0 when none
-    uint8_t irs_enabled      # kvm->arch.vgic.enabled: the guest's IRS_CR0.IRSEN
     uint8_t lpi_ist_restore_pending  # irs->lpi_ist_restore_pending (set by a userspace
                              # IST_BASER 0->1; cleared only by a successful IST SET)
     uint8_t vpe_id_bits      # vgic_v5_vmte_vpe_id_bits, fixed at CTRL_INIT

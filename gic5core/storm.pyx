@@ -50,11 +50,12 @@ import numpy as np
 from gic5core.mask cimport test_bit
 from gic5core.rng cimport splitmix64, reduce_range
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
-                             PPI_CNTV, PPI_CNTP, OWNER_KERNEL, vcpu_alloc_size, TIMER_VTIMER,
+                             PPI_CNTV, PPI_CNTP, OWNER_KERNEL, TIMER_VTIMER,
                              TIMER_PTIMER)
 from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, vcpu_load, vcpu_put,
                            cpu_cdia, cpu_cddi, cpu_cdeoi, drive_timer_line, serve_requests)
 from gic5core.ist cimport SPI_INTID_BASE, ISTE_PENDING
+from gic5core.profile cimport EXPOSE_V2_PER_VCPU_INVERTED
 from gic5core.vm cimport VmCore
 from gic5core.args cimport need_int
 from gic5core.baseline import bare_inject_loop, CallFloor  # no-cython-lint (re-exported)
@@ -85,9 +86,13 @@ cdef extern from *:
 
 cdef enum:
     PREFETCH_MIN_VCPUS = 4096   # below this a storm's vCPUs stay in L2: prefetching only costs
-    # PREFETCH_AHEAD: events of look-ahead (a power of two). On 65,536 vCPUs: none 68 ns per
-    # injection, 1: 43, 4: 36, 8: 29, 16: 26.
-    PREFETCH_AHEAD = 16
+    # PREFETCH_AHEAD: events of look-ahead (a power of two), in two stages: the far one asks for
+    # the target's table entries (tv, tvm, truth, stats), the near one (PREFETCH_NEAR events
+    # ahead, when those entries have arrived) for the vCPU and its VM's lines they point at.
+    # One stage of 16 on 65,536 vCPUs: none 68 ns per injection, 1: 43, 4: 36, 8: 29, 16: 26.
+    PREFETCH_AHEAD = 32
+    PREFETCH_NEAR = 16
+    VM_HOT_BYTES = 256          # vm_t's first lines: profile, masks, flags (state.pxd)
     STORM_CHUNK = 65536
     PATTERN_UNIFORM = 0
     PATTERN_SORTED = 1
@@ -498,12 +503,22 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
     cdef uint64_t rng = seed
     # The uniform pattern's targets are known PREFETCH_AHEAD events ahead (their random words
     # are drawn that early: the same sequence, so the same storm): on a storm too big for the
-    # caches a target's vCPU lines are requested while the events before it run. vcpu_size
-    # covers the vCPU's whole allocation.
+    # caches a target's lines are requested while the events before it run. The vCPU's are
+    # its struct up to the v2/v3-only fields (through them on v2/v3) and the first 32 bytes
+    # of its PRIORITYR image (every PPI a storm raises is below 32); its VM's are the first
+    # VM_HOT_BYTES, the vcpus[] slot and the id_to_index entry that KVM_IRQ_LINE reads (the
+    # id from the SW_PPI word in its record).
     cdef uint64_t ahead[PREFETCH_AHEAD]
     cdef uint64_t slot
     cdef bint prefetch = pattern == PATTERN_UNIFORM and total >= PREFETCH_MIN_VCPUS
-    cdef size_t vcpu_size = vcpu_alloc_size(vms[0].nr_ppis)
+    cdef unsigned int nr = vms[0].nr_ppis
+    cdef bint legacy = vms[0].prof.pendr_shadow or vms[0].prof.fold_changed_only \
+        or vms[0].prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED
+    cdef size_t vcpu_head = <size_t>((<char*>&tv[0].prio[0] if legacy
+                                      else <char*>&tv[0].exposed) - <char*>tv[0])
+    cdef vm_t* pvm
+    cdef vcpu_t* pv
+    cdef uint32_t pw
     for k in range(PREFETCH_AHEAD):
         ahead[k] = splitmix64(&rng)
     # The sorted pattern walks vCPUs in order: vCPU t gets events [t*E/T, (t+1)*E/T).
@@ -520,12 +535,26 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
             r = ahead[slot]
             ahead[slot] = splitmix64(&rng)   # the word of event i + PREFETCH_AHEAD
             if prefetch:
+                # far: the tables' entries for event i + PREFETCH_AHEAD
                 k = <int>reduce_range(ahead[slot], total)
-                gic5_prefetch_span(tv[k], vcpu_size)
+                __builtin_prefetch(&tv[k], 0, 3)
+                __builtin_prefetch(&tvm[k], 0, 3)
+                __builtin_prefetch(&truth[k], 1, 3)
                 # both lines: a caller's numpy array is 16-byte aligned, so a 64-byte record
                 # may straddle two
                 __builtin_prefetch(&stats[k], 1, 3)
                 __builtin_prefetch(<char*>&stats[k] + sizeof(vstat_t) - 1, 1, 3)
+                # near: what those entries point at, for event i + PREFETCH_NEAR
+                k = <int>reduce_range(ahead[(i + PREFETCH_NEAR) & (PREFETCH_AHEAD - 1)], total)
+                pv = tv[k]
+                pvm = tvm[k]
+                pw = stats[k].word
+                gic5_prefetch_span(pv, vcpu_head)
+                gic5_prefetch_span(&pv.prio[nr], 32)
+                gic5_prefetch_span(pvm, VM_HOT_BYTES)
+                __builtin_prefetch(&pvm.vcpus[<unsigned int>k % <unsigned int>per_vm], 0, 3)
+                __builtin_prefetch(&pvm.id_to_index[((pw >> 16) & 0xff) | ((pw >> 28) << 8)],
+                                   0, 3)
             if pattern == PATTERN_UNIFORM:
                 t = reduce_range(r, total)
             elif pattern == PATTERN_SORTED:
