@@ -48,7 +48,8 @@ TARGETS = [
     # (description, numerator, denominator, comparison, bound)
     ("batch >= 50x a Python loop over irq_line", "batch_python_loop", "batch", ">=", 50.0),
     ("batch >= 300x the pure-Python reference model", "batch_reference", "batch", ">=", 300.0),
-    ("batch within 1.5x of the bare C loop", "batch", "batch_bare_c", "<=", 1.5),
+    ("batch within 1.2x of the bare C loop (issue 16; was 1.5x)", "batch", "batch_bare_c", "<=",
+     1.2),
     ("per-call irq_line <= 1.5x the compiled-call floor", "percall_irq_line", "percall_floor",
      "<=", 1.5),
     ("two storm threads >= 1.6x one", "storm_threads1", "storm_threads2", ">=", 1.6),
