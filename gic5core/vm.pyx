@@ -848,11 +848,24 @@ cdef class VmCore:
         valid but no host LPI IST exists) and its words."""
         cdef int rc = 0, lpi_rc = 0
         cdef unsigned int bits = 0, i
-        spi = np.zeros(self.vm.nr_spis, dtype=np.uint32)
-        cdef uint32_t[::1] sv = spi
-        lpi = None
+        cdef uint32_t nr, host_words
+        cdef uint32_t[::1] sv
         cdef uint32_t[::1] lv
-        gic5_lock(&self.vm.lock)
+        while True:
+            # The buffers are sized from the VM before the lock (no allocation under a spinlock:
+            # it may run Python code that takes it) and the sizes checked under it; another
+            # thread's NR_IRQS / CTRL_INIT / IST_BASER in between makes a new try, so one hold
+            # does the checks and both copies.
+            nr = self.vm.nr_spis
+            host_words = self.vm.lpi_ist_words
+            spi = np.zeros(nr, dtype=np.uint32)
+            sv = spi
+            lpi = np.zeros(host_words, dtype=np.uint32)
+            lv = lpi
+            gic5_lock(&self.vm.lock)
+            if nr == self.vm.nr_spis and host_words == self.vm.lpi_ist_words:
+                break
+            gic5_unlock(&self.vm.lock)
         if self.vm.dead:
             rc = -EIO
         elif self.any_running() or not self.vm.initialised:
@@ -861,25 +874,18 @@ cdef class VmCore:
             rc = self.ist_validate(null, desc_ok, spi_null, spi_size, lpi_null, lpi_size, &bits)
         if rc == 0:
             # The IRS save / quiesce (IRS_SAVE_VMR) always completes in the model: a pure read.
-            if sv.shape[0] != <Py_ssize_t>self.vm.nr_spis:
-                rc = -EIO  # unreachable: nr_spis cannot change after CTRL_INIT
-            for i in range(self.vm.nr_spis):
+            for i in range(nr):
                 sv[i] = self.vm.ist[i]
             if bits:
-                if lpi_ist_exists(&self.vm) == 0:
+                if lpi_ist_exists(&self.vm) == 0 or host_words != (<uint32_t>1) << bits:
                     lpi_rc = -ENXIO  # vgic_v5_read_vm_ist_desc: guest valid, host none
+                else:
+                    for i in range(host_words):
+                        lv[i] = self.vm.lpi_ist[i]
         gic5_unlock(&self.vm.lock)
         check(rc)
-        if bits and lpi_rc == 0:
-            lpi = np.zeros((<Py_ssize_t>1) << bits, dtype=np.uint32)
-            lv = lpi
-            gic5_lock(&self.vm.lock)
-            if self.vm.lpi_ist != NULL and self.vm.lpi_ist_words == (<uint32_t>1) << bits:
-                for i in range(self.vm.lpi_ist_words):
-                    lv[i] = self.vm.lpi_ist[i]
-            else:
-                lpi_rc = -ENXIO  # changed meanwhile (a guest write between the two holds)
-            gic5_unlock(&self.vm.lock)
+        if not bits or lpi_rc != 0:
+            lpi = None
         return spi, lpi_rc, lpi
 
     def _ist_set(self, bint null, bint desc_ok, bint spi_null, uint64_t spi_size,
