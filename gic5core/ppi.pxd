@@ -284,9 +284,9 @@ cdef inline int irq_line_gated(vm_t* vm, const mask128* gate, bint fast, bint pe
     # vm.irq_line_gate, vm.ppi_fast and vm.prof.pendr_shadow, passed in so that a batch can
     # hold them in registers (or as constants, in a loop specialised on them) while it holds
     # vm.lock and runs only injections, none of which writes them: read through vm they would
-    # be reloaded after every latch store (the flags are uint8_t, a character type, which gcc
-    # lets alias every store; the gate's words share a struct with them). The common case is here, small enough to inline into every loop; the rest is irq_line_slow,
-    # in the kernel's order. Caller holds vm.lock.
+    # be reloaded after the injection's stores (vm.ppi_fast is a uint8_t, a character type
+    # that gcc lets alias every store). The common case is here, small enough to inline into
+    # every loop; the rest is irq_line_slow, in the kernel's order. Caller holds vm.lock.
     cdef unsigned int num = irq & 0xffff
     cdef vcpu_t* v
     if (irq & 0x0f000000) == 0x02000000 and fast:
