@@ -116,6 +116,19 @@ def test_one_vcpu_served_after_every_edge(profile):
     assert st[0, 5] & 0xFFFFFFFF == r["services"]      # the vCPU's run count (low word)
 
 
+def test_stats_record_carries_each_vcpus_sw_ppi_word():
+    """storm_run writes each vCPU's KVM_IRQ_LINE word for SW_PPI (irq_word(PPI, vcpu_id, 3),
+    vcpu2 field included) into the high half of its record's word 5, the word the storm's
+    injections use; the low half stays that vCPU's guest-run count."""
+    from gic5 import uapi
+    vms = vms_for(vms=2, vcpus=3)
+    r = storm_run(vms, 3, 300, seed=5, service_every=1, mix="edges")
+    ids = [v.vcpu_id for vm in vms for v in vm.vcpus[:3]]
+    assert (r["stats"][:, 5] >> 32).tolist() == [
+        uapi.irq_word(uapi.KVM_ARM_IRQ_TYPE_PPI, i, uapi.GICV5_ARCH_PPI_SW_PPI) for i in ids]
+    assert int((r["stats"][:, 5] & 0xFFFFFFFF).sum()) == r["services"]
+
+
 def test_sorted_storm_fairness_by_hand():
     """Four vCPUs, two events, sorted pattern: vCPU t gets events [t*2/4, (t+1)*2/4), so
     vCPU 1 gets event 0 and vCPU 3 event 1; each edge is delivered in the run after it.
