@@ -302,7 +302,7 @@ cdef inline int irq_line_gated(vm_t* vm, const mask128* gate, bint fast, bint pe
 
 
 cdef inline int irq_line_slow(vm_t* vm, uint32_t irq, uint32_t level) noexcept nogil:
-    # kvm_vm_ioctl_irq_line for a V5 VM, every case (irq_line_snap's common one included).
+    # kvm_vm_ioctl_irq_line for a V5 VM, every case (irq_line_gated's common one included).
     cdef unsigned int irq_type = (irq >> 24) & 0xf
     cdef uint32_t vcpu_id = ((irq >> 16) & 0xff) | (((irq >> 28) & 0xf) << 8)
     cdef unsigned int num = irq & 0xffff
