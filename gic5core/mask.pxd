@@ -11,6 +11,9 @@
 #   bitmap_and, bitmap_or, bitmap_andnot, bitmap_xor, bitmap_empty, bitmap_equal,
 #   bitmap_weight); the two-operand verbs return a new mask rather than
 #   writing through a destination pointer, which keeps call sites to one line.
+# - mask_cut(m, wide) with wide false is only for a mask that cannot hold a bit >= 64 (a
+#   64-PPI profile: state.pxd's invariant); it changes no value, it only lets the compiler
+#   drop the word-1 work behind a constant wide.
 
 from libc.stdint cimport uint64_t
 
@@ -31,6 +34,15 @@ cdef inline mask128 mask_make(uint64_t w0, uint64_t w1) noexcept nogil:
     m.w[0] = w0
     m.w[1] = w1
     return m
+
+
+cdef inline mask128 mask_cut(mask128 m, bint wide) noexcept nogil:
+    # m as it is when wide; else word 0 and a zero word 1. A caller that stores or consumes a
+    # mask through this with a constant False (a storm over 64-PPI VMs) makes every operation
+    # on word 1 that led to m dead code, loads included.
+    if wide:
+        return m
+    return mask_make(m.w[0], 0)
 
 
 cdef inline mask128 bitmap_zero() noexcept nogil:

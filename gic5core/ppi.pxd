@@ -7,6 +7,10 @@
 # - Every function is `noexcept nogil` and touches only vm_t / vcpu_t; callers hold vm.lock.
 # - Return conventions: 0 / -errno for operations KVM can fail; a PPI index or -1 for CDIA.
 # - Profile differences are read from vm.prof at the switch points named in profile.pxd.
+# - flush, fold and cpu_cdia take `wide`: WIDE_ANY (every caller but a storm) runs them on
+#   both mask words; a storm whose VMs all have 64 PPIs passes a constant False, and
+#   mask_cut then drops the word-1 work of the same code (the values are the same: word 1
+#   of every mask is zero on those VMs, state.pxd).
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
 #   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
@@ -16,7 +20,7 @@
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
-from gic5core.mask cimport (mask128, mask_make, bitmap_zero, bit_mask, test_bit, set_bit,
+from gic5core.mask cimport (mask128, mask_make, mask_cut, bitmap_zero, bit_mask, test_bit, set_bit,
                             clear_bit, assign_bit, bitmap_and, bitmap_or, bitmap_andnot,
                             bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
 from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PER_VCPU_INVERTED,
@@ -44,6 +48,9 @@ cdef extern from *:
         0, 1ULL << 27, 1ULL << 30, (1ULL << 27) | (1ULL << 30)};
     """
     const unsigned long long* PHYS_LINE_BITS "gic5_phys_line_bits"
+
+cdef enum:
+    WIDE_ANY = 1                 # the `wide` of every caller that is not specialised
 
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
@@ -393,7 +400,7 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 # --- entry flush / exit fold ----------------------------------------------------------------------
 
-cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline void flush(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     # Guest entry: vgic_v5_flush_ppi_state, then __vgic_v5_restore_ppi_state (hyp/vgic-v5-sr.c).
     # The image is hardware: it holds only implemented PPIs, so every register written here is
     # cut to vm.impl.
@@ -409,7 +416,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
         v.prio_raw = 0
     # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
     # not cut to the exposed set.
-    v.ich_dvir = bitmap_and(v.hw, vm.impl)
+    v.ich_dvir = mask_cut(bitmap_and(v.hw, vm.impl), wide)
     if vm.prof.pendr_shadow:
         # v2 18/36, v3 19/36: the entry pending image is the raw shadow (every PPI, exposed or
         # not; the latch is left as it is), and v2 presets pendr_exit with it.
@@ -423,9 +430,10 @@ cdef inline void flush(vm_t* vm, vcpu_t* v) noexcept nogil:
         e = exposed_of(vm, v)
         pend = bitmap_and(irq_is_pending(vm, v), e)
         if vm.prof.clear_edge_latch_on_entry:
-            v.pending_latch = bitmap_andnot(v.pending_latch, bitmap_and(e, edge_cfg_of(vm)))
+            v.pending_latch = mask_cut(bitmap_andnot(v.pending_latch,
+                                                     bitmap_and(e, edge_cfg_of(vm))), wide)
     # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").
-    v.ich_pendr = bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl)
+    v.ich_pendr = mask_cut(bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl), wide)
     # ICH_PPI_ACTIVER and ICH_PPI_ENABLER are restored from the images as they stand: ACTIVER
     # is the last exit's (the fold copies it: "Re-inject the exit state as entry state next
     # time!"), ENABLER what the trapped write handler left. Nothing rebuilds either from KVM's
@@ -457,7 +465,7 @@ cdef inline void sync_priorities(vm_t* vm, vcpu_t* v, bint exposed_only) noexcep
             v.prio[i] = <uint8_t>image_priority(vm, v, i)
 
 
-cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline void fold(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     # Guest exit: __vgic_v5_save_ppi_state and __vgic_v5_save_state (hyp), then
     # vgic_v5_fold_ppi_state. The image fields keep the exit values (the exit ACTIVER becomes
     # the next entry's).
@@ -483,9 +491,10 @@ cdef inline void fold(vm_t* vm, vcpu_t* v) noexcept nogil:
         # final: for_each_visible_v5_ppi: irq->active := exit bit; an edge's latch ORs the
         # exit pending bit back in, so an edge injected while the guest ran is never lost.
         e = exposed_of(vm, v)
-        v.active = bitmap_select(v.active, v.ich_activer, e)
-        v.pending_latch = bitmap_or(v.pending_latch,
-                                    bitmap_and(bitmap_and(v.ich_pendr, e), edge_cfg_of(vm)))
+        v.active = mask_cut(bitmap_select(v.active, v.ich_activer, e), wide)
+        v.pending_latch = mask_cut(bitmap_or(v.pending_latch,
+                                             bitmap_and(bitmap_and(v.ich_pendr, e),
+                                                        edge_cfg_of(vm))), wide)
     if vm.prof.pendr_shadow:
         # v2/v3: vgic_ppi_pendr |= exit PENDR & ~HMR (edge and unexposed bits); v2 keeps the
         # exit images its wake check reads.
@@ -629,7 +638,7 @@ cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 # --- the guest's CPU interface (hardware behaviour while loaded) -------------------------------
 
-cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     # GICR CDIA, the hardware's (KVM does not trap it; QEMU gicr_cdia_read, gic_hppi), every
     # profile: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
     # the priority mask (prio <= VPMR) and the running priority (prio < highest active).
@@ -646,8 +655,8 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v) noexcept nogil:
     cdef uint32_t w
     if not (v.vmcr & VMCR_EN):
         return -1
-    best = best_priority_ppi(&v.prio[vm.nr_ppis], bitmap_andnot(
-        bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), &best_p)
+    best = best_priority_ppi(&v.prio[vm.nr_ppis], mask_cut(bitmap_andnot(
+        bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), wide), &best_p)
     if vm.prof.irs_uapi and v.resident and \
             not ((v.contextr >> CONTEXTR_IRICHPPIDIS_SHIFT) & 1):
         spi = ist_candidate(vm, v, &spi_p)

@@ -235,13 +235,13 @@ cdef inline void edge_accepted(uint8_t* truth, ctx_t* c) noexcept nogil:
 
 
 cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
-                             bint load) noexcept nogil:
+                             bint load, bint wide) noexcept nogil:
     # load: a KVM_RUN's entry (vcpu_load, then the flush); else the re-entry after a trap.
     if load:
         vcpu_load(vm, v)
         c.vs.runs += 1
     serve_requests(vm, v)
-    flush(vm, v)
+    flush(vm, v, wide)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
         c.vs.ev[SRC_EDGE_H] = c.vs.ev[SRC_EDGE_L]
@@ -249,9 +249,9 @@ cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
 
 
 cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
-                            bint put) noexcept nogil:
+                            bint put, bint wide) noexcept nogil:
     # put: the run's exit to userspace (the fold, then vcpu_put); else a trap handled in KVM.
-    fold(vm, v)
+    fold(vm, v, wide)
     if put:
         vcpu_put(vm, v)
     if truth[0] & T_EDGE_H:
@@ -288,7 +288,7 @@ cdef inline void quiet_level(vm_t* vm, vcpu_t* v, int ppi, bint level) noexcept 
 
 
 cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
-                         ctx_t* c) noexcept nogil:
+                         ctx_t* c, bint wide) noexcept nogil:
     # The guest's handler for one acknowledged PPI: account, quiet a level source, deactivate,
     # drop priority.
     cdef uint8_t bit
@@ -316,8 +316,8 @@ cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
             # that is an exit and a re-entry, after which PENDR follows the line again.
             quiet_level(vm, v, ppi, False)
             if not test_bit(ppi, &v.hw):
-                guest_exit(vm, v, truth, c, False)
-                guest_entry(vm, v, truth, c, False)
+                guest_exit(vm, v, truth, c, False, wide)
+                guest_entry(vm, v, truth, c, False, wide)
         else:
             c.n.level_violations += 1
     cpu_cddi(vm, v, 0x20000000u | <uint32_t>ppi)
@@ -404,23 +404,23 @@ cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* stru
         c.n.spi_rejected += 1
 
 
-cdef int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
-                 bint inject_mid_run, ctx_t* c) noexcept nogil:
+cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
+                        bint inject_mid_run, ctx_t* c, bint wide) noexcept nogil:
     # One KVM_RUN of the guest: entry flush, acknowledge-handle-EOI until nothing qualifies,
     # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
     # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
     cdef int ppi, acks = 0, rc
-    guest_entry(vm, v, truth, c, True)
+    guest_entry(vm, v, truth, c, True, wide)
     c.n.services += 1
     while acks < MAX_SERVICE_ACKS:
-        ppi = cpu_cdia(vm, v)
+        ppi = cpu_cdia(vm, v, wide)
         if ppi < 0:
             break
         acks += 1
         if ppi >= SPI_INTID_BASE:
             ack_spi(vm, v, struth, <uint32_t>ppi, c)
             continue
-        ack_one(vm, v, truth, ppi, c)
+        ack_one(vm, v, truth, ppi, c, wide)
         if inject_mid_run and acks == 1:
             inject_mid_run = False
             c.n.injections += 1
@@ -429,7 +429,7 @@ cdef int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
                 edge_accepted(truth, c)
             else:
                 c.n.rejected += 1
-    guest_exit(vm, v, truth, c, True)
+    guest_exit(vm, v, truth, c, True, wide)
     return acks
 
 
@@ -484,11 +484,12 @@ cdef inline void unlock_all(vm_t** ordered, int n) noexcept nogil:
         gic5_unlock(&ordered[k].lock)
 
 
-cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* spi_truth,
-                     uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
-                     int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
-                     vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
-                     ctx_t* c) noexcept nogil:
+cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
+                              uint8_t* spi_truth, uint64_t n_events, uint64_t event_base,
+                              uint64_t event_total, int pattern, int service_every,
+                              uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
+                              vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
+                              bint wide) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
     # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
     # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
@@ -585,7 +586,8 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
             until_service -= 1
             if until_service == 0:
                 until_service = service_every
-                service(vm, v, &truth[t], st, ((r >> 4) & 7) == 0 and mix != MIX_SPI, c)
+                service(vm, v, &truth[t], st, ((r >> 4) & 7) == 0 and mix != MIX_SPI, c,
+                        wide)
         unlock_all(vms, nvms)
         start = stop
     if not drain:
@@ -603,7 +605,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
             st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
             c.ss = &spi_stamps[(t / <unsigned int>per_vm) * 1024]
         for _drain in range(64):
-            acks = service(vm, v, &truth[t], st, False, c)
+            acks = service(vm, v, &truth[t], st, False, c, wide)
             if acks == 0:
                 break
         if truth[t] & (T_EDGE_L | T_EDGE_H):
@@ -626,6 +628,26 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
                         c.n.spi_lost += 1
                     st[n] &= ~S_PEND
     unlock_all(vms, nvms)
+
+
+cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* spi_truth,
+                     uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
+                     int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
+                     vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
+                     ctx_t* c) noexcept nogil:
+    # storm_events, compiled twice: with wide a constant False when every VM has 64 PPIs
+    # (final, 7.4), so flush / fold / CDIA do no word-1 work (ppi.pxd), else True. The same
+    # functions either way; only the compiler's knowledge of word 1 differs.
+    cdef int k
+    for k in range(nvms):
+        if vms[k].nr_ppis > 64:
+            storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base,
+                         event_total, pattern, service_every, seed, drain, mix, tvm, tv,
+                         stats, spi_stamps, c, True)
+            return
+    storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
+                 pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                 False)
 
 
 def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,

@@ -44,7 +44,7 @@ from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject
                            userspace_mask, finalize, flush, fold, has_pending, vgic_pending,
                            kvm_pending, exposed_of,
                            vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
-                           serve_requests)
+                           serve_requests, WIDE_ANY)
 from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
 from gic5core.ist cimport vdpend
 from gic5core.irs cimport (irs_init, irs_uaccess_lookup, irs_uaccess_read, irs_uaccess_write,
@@ -1150,7 +1150,7 @@ cdef class VmCore:
             if self.vm.has_device:
                 vcpu_load(&self.vm, v)
                 serve_requests(&self.vm, v)  # check_vcpu_requests before the entry
-                flush(&self.vm, v)
+                flush(&self.vm, v, WIDE_ANY)
         gic5_unlock(&self.vm.lock)
         check(rc)
 
@@ -1160,7 +1160,7 @@ cdef class VmCore:
         gic5_lock(&self.vm.lock)
         if v.running:
             if v.loaded:
-                fold(&self.vm, v)
+                fold(&self.vm, v, WIDE_ANY)
                 vcpu_put(&self.vm, v)  # back to userspace: vcpu_put
             v.running = 0
         gic5_unlock(&self.vm.lock)
