@@ -35,6 +35,7 @@ def storm_run(
     stats: npt.NDArray[np.uint64] | None = None,
     spi_stamps: npt.NDArray[np.uint64] | None = None,
     latency: npt.NDArray[np.uint64] | None = None,
+    narrow: bool = True,
 ) -> dict[str, Any]:
     """One closed-loop storm (or one batch of it) over ``cores``; returns the counters (ints)
     and the ``stats`` / ``spi_stamps`` / ``latency`` arrays."""

@@ -634,13 +634,14 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
                      uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
                      int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
                      vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
-                     ctx_t* c) noexcept nogil:
+                     ctx_t* c, bint narrow) noexcept nogil:
     # storm_events, compiled twice: with wide a constant False when every VM has 64 PPIs
-    # (final, 7.4), so flush / fold / CDIA do no word-1 work (ppi.pxd), else True. The same
-    # functions either way; only the compiler's knowledge of word 1 differs.
+    # (final, 7.4) and narrow is set, so flush / fold / CDIA do no word-1 work (ppi.pxd),
+    # else True. The same functions either way; only the compiler's knowledge of word 1
+    # differs (tests/test_storm.py runs both and compares every output).
     cdef int k
     for k in range(nvms):
-        if vms[k].nr_ppis > 64:
+        if vms[k].nr_ppis > 64 or not narrow:
             storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base,
                          event_total, pattern, service_every, seed, drain, mix, tvm, tv,
                          stats, spi_stamps, c, True)
@@ -652,10 +653,11 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
 
 def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
               service_every=4, truth=None, event_base=0, event_total=0, bint drain=True,
-              str mix="mixed", spi_truth=None, stats=None, spi_stamps=None, latency=None):
+              str mix="mixed", spi_truth=None, stats=None, spi_stamps=None, latency=None,
+              bint narrow=True):
     """storm_run(cores, vcpus_per_vm, injections, pattern="uniform", seed=1, service_every=4,
     truth=None, event_base=0, event_total=0, drain=True, mix="mixed", spi_truth=None,
-    stats=None, spi_stamps=None, latency=None) -> dict
+    stats=None, spi_stamps=None, latency=None, narrow=True) -> dict
 
     Run ``injections`` events of a closed-loop storm over the VmCores ``cores`` (each
     initialised, with ``vcpus_per_vm`` vCPUs that have run once with their guests set up),
@@ -676,6 +678,10 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     runs; decode with latency_summary) accumulate over a batched run the same way; zeroed
     ones are made when not given. The result holds the three arrays
     under "stats", "spi_stamps" and "latency" next to the integer counters.
+
+    ``narrow`` (default True): when every VM has 64 PPIs (final, 7.4), run the event loop
+    compiled for one mask word; False runs the generic two-word build. Both give the same
+    results; the switch is there to compare them.
     """
     # The integers are taken as objects and checked (Cython would truncate a float).
     for name, value in (("vcpus_per_vm", vcpus_per_vm), ("injections", injections),
@@ -781,7 +787,7 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
         t0 = now_ns()
         storm_loop(vms, nvms, per_vm, &truth_view[0], &spi_truth_view[0], n_events, base,
                    total_events, pat, every, rng_seed, drain, mx, tvm, tv,
-                   vs, &stamps_view[0], &c)
+                   vs, &stamps_view[0], &c, narrow)
         t1 = now_ns()
     free(vms)
     free(tvm)
