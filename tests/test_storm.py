@@ -306,18 +306,25 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
     assert p.returncode == 2 and "gic5[plot]" in p.stderr
 
 
-@pytest.mark.parametrize("profile,mix", [("final", "mixed"), ("final", "edges"),
-                                         ("7.4", "mixed"), ("7.4", "spi")])
-def test_narrow_build_gives_the_generic_builds_results(profile, mix):
-    """storm_run's one-word build (narrow, the default on 64-PPI VMs) and the generic
-    two-word build of the same functions (narrow=False) answer alike: the same counters,
-    per-vCPU records, latency rows and SPI stamps, and the VMs end in the same PPI state (on
-    7.4 the same saved state, IST included) (vgic_v5_flush_ppi_state / vgic_v5_fold_ppi_state / CDIA run on the same values)."""
-    cfg = gs.StormConfig(vms=2, vcpus=8, profile=profile, mix=mix, injections=1, repeat=1)
+@pytest.mark.parametrize("profile,mix,pattern", [
+    # the uniform pattern runs the copies specialised on each mix, the others the narrow
+    # build's generic copy
+    ("final", "mixed", "uniform"), ("final", "edges", "uniform"), ("7.4", "mixed", "uniform"),
+    ("7.4", "spi", "uniform"), ("final", "mixed", "sorted"), ("final", "edges", "burst"),
+    ("7.4", "spi", "burst"), ("7.4", "mixed", "sorted")])
+def test_narrow_build_gives_the_generic_builds_results(profile, mix, pattern):
+    """storm_run's one-word builds (narrow, the default on 64-PPI VMs: one copy per mix for
+    the uniform pattern, one for the others) and the generic two-word build of the same
+    functions (narrow=False) answer alike: the same counters, per-vCPU records, latency rows
+    and SPI stamps, and the VMs end in the same PPI state (on 7.4 the same saved state, IST
+    included) (vgic_v5_flush_ppi_state / vgic_v5_fold_ppi_state / CDIA run on the same
+    values)."""
+    cfg = gs.StormConfig(vms=2, vcpus=8, profile=profile, mix=mix, injections=1, repeat=1,
+                         pattern=pattern)
     out, saved = [], []
     for narrow in (True, False):
         vms = gs.build_vms(cfg)
-        r = storm_run(vms, 8, 30_000, "uniform", 11, 2, mix=mix, narrow=narrow)
+        r = storm_run(vms, 8, 30_000, pattern, 11, 2, mix=mix, narrow=narrow)
         out.append(r)
         saved.append([(v.pending_ppis(), v.active_ppis(), v.enabled_ppis())
                       for vm in vms for v in vm.vcpus])
