@@ -150,6 +150,7 @@ cdef inline void irs_init(vm_t* vm) noexcept nogil:
         vm.ist[i] = 0
     for i in range(16):
         vm.spi_ready[i] = 0
+    vm.spi_ready_words = 0
     for i in range(<unsigned int>vm.nr_vcpus):
         if vm.vcpus[i].vcpu_id > top:
             top = vm.vcpus[i].vcpu_id

@@ -192,6 +192,7 @@ ctypedef struct vm_t:
     # --- the virtual IRS (7.4): the hardware's SPI IST and KVM's emulated IRS registers ---
     uint32_t ist[1024]       # the virtual SPI IST: one ISTE per SPI (ist.pxd; ist_store only)
     uint64_t spi_ready[16]   # derived from ist: ENABLE and PENDING and not ACTIVE, per SPI
+    uint64_t spi_ready_words  # derived from spi_ready: bit k set iff spi_ready[k] is not 0
     uint32_t* lpi_ist        # the host LPI IST (ISTE words; contents are stored, never
                              # delivered: LPIs are out of scope); NULL when none exists
     uint32_t lpi_ist_words   # its entries, 2 ** lpi_id_bits; 0 when none
