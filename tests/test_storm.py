@@ -158,6 +158,37 @@ def test_large_uniform_storm_prefetching_keeps_accounting():
         {k: v for k, v in c.items() if k != "elapsed_ns"}
 
 
+def _uniform_targets(seed, events, total):
+    # The uniform pattern's target sequence, written from its definition (SplitMix64, Steele,
+    # Lea and Flood 2014: the golden-gamma step and the two xor-shift-multiply rounds, then
+    # the top 32 bits scaled to 0..total-1), not from the storm's code.
+    mask = (1 << 64) - 1
+    state, hits = seed, [0] * total
+    for _ in range(events):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        hits[((z >> 32) * total) >> 32] += 1
+    return hits
+
+
+@pytest.mark.parametrize("vms,vcpus", [(2, 64), (8, 512)])
+def test_uniform_targets_are_the_generators_sequence_with_and_without_look_ahead(vms, vcpus):
+    """The uniform pattern aims event i at vCPU reduce_range(splitmix64 word i): below 4096
+    vCPUs drawn as the event runs, from 4096 on drawn PREFETCH_AHEAD events early for the
+    prefetch (the same words in the same order). With no service until the drain every edge
+    is accepted (vgic_v5 KVM_IRQ_LINE of SW_PPI, final), so each vCPU's acceptances (stats
+    column 7) count the events aimed at it."""
+    cfg = gs.StormConfig(vms=vms, vcpus=vcpus, profile="final", mix="edges", injections=1,
+                         repeat=1)
+    n = 20_000
+    r = storm_run(gs.build_vms(cfg), vcpus, n, "uniform", 5, n + 1, mix="edges")
+    assert r["accepted"] == n and r["rejected"] == 0
+    assert r["stats"][:, 7].tolist() == _uniform_targets(5, n, vms * vcpus)
+
+
 def test_storm_leaves_every_vm_usable():
     cfg = small()
     vms = gs.build_vms(cfg)
