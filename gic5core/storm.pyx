@@ -185,6 +185,9 @@ ctypedef struct ctx_t:
     vstat_t* vs          # the record of the vCPU the current event targets
     uint64_t* ss         # the SPI stamps of its VM (1024: event | run << 32)
     uint64_t* lat        # 2 x LAT_SLOTS: row 0 latency in events, row 1 in guest runs
+    const vm_t* spi_vm   # the VM spi_q / spi_rem were computed for (NULL: none yet)
+    uint32_t spi_q       # its nr_spis / per_vm and nr_spis % per_vm: vCPU index i has
+    uint32_t spi_rem     # spi_q + (i < spi_rem) SPIs (no division per SPI event)
 
 
 cdef inline void lat_record(uint64_t* h, uint64_t x) noexcept nogil:
@@ -376,7 +379,12 @@ cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* stru
     c.n.injections += 1
     if <unsigned int>index >= nr:
         return
-    count = (nr - <unsigned int>index + <unsigned int>per_vm - 1) / <unsigned int>per_vm
+    if c.spi_vm != vm:
+        c.spi_vm = vm
+        c.spi_q = nr / <unsigned int>per_vm
+        c.spi_rem = nr % <unsigned int>per_vm
+    # ceil((nr - index) / per_vm): the SPIs index, index + per_vm, ... below nr
+    count = c.spi_q + (<unsigned int>index < c.spi_rem)
     n = <unsigned int>index + <unsigned int>per_vm * <unsigned int>reduce_range(r, count)
     s = &struth[n]
     if (n & 3) == 3:
@@ -501,6 +509,7 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     cdef vm_t* vm
     cdef vcpu_t* v
     cdef uint8_t* st
+    cdef uint32_t q = 0
     cdef uint64_t rng = seed
     # The uniform pattern's targets are known PREFETCH_AHEAD events ahead (their random words
     # are drawn that early: the same sequence, so the same storm): on a storm too big for the
@@ -579,12 +588,14 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
             # the SPI truth and stamps of t's VM (laid out per VM, NR_SPIS_MAX each)
             st = spi_truth
             if vm.irs_enabled:  # only a VM whose guest enabled its IRS can take SPIs
-                st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
-                c.ss = &spi_stamps[(t / <unsigned int>per_vm) * 1024]
+                # t's VM in the storm (32-bit: storm_run keeps the vCPU count below 2^31)
+                q = <uint32_t>t / <uint32_t>per_vm
+                st = &spi_truth[q * 1024]
+                c.ss = &spi_stamps[q * 1024]
             if mix == MIX_SPI or (mix == MIX_MIXED and vm.irs_enabled and
                                   ((r & 7) == 4 or (r & 7) == 5)):
                 # the SPI is drawn from the word's scrambled bits (its top bits chose t)
-                inject_spi_event(vm, <int>(t % <unsigned int>per_vm), per_vm, st,
+                inject_spi_event(vm, <int>(<uint32_t>t - q * <uint32_t>per_vm), per_vm, st,
                                  r * 0x9E3779B97F4A7C15ULL, c)
             else:
                 inject_event(vm, v, &truth[t], r, mix, c)
@@ -766,6 +777,8 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     if truth_view.shape[0] != <Py_ssize_t>nvms * per_vm:
         raise ValueError("truth must hold one byte per vCPU of the storm")
     cdef Py_ssize_t total = <Py_ssize_t>nvms * per_vm, j
+    if total >= 2 ** 31:  # the loop indexes vCPUs with 32-bit arithmetic
+        raise ValueError("a storm covers fewer than 2**31 vCPUs")
     if stats is None:
         stats = new_stats(total)
     if spi_stamps is None:
