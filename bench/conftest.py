@@ -10,7 +10,9 @@ Rules this suite keeps:
 - Per-call costs are timed as loops of many calls and divided (the fixture's own overhead is
   ~50 ns, more than the call being measured).
 - The targets of the storm issue are computed as ratios of minimum times at the end of the
-  run and printed in the terminal summary; `--gic5-check-targets` turns a missed target into
+  run and printed in the terminal summary. A ratio of a workload to its own baseline (batch /
+  bare C loop, storm / bare closed loop) comes from one test that times both in alternation,
+  so both minimums come from the same stretch of the machine's load; `--gic5-check-targets` turns a missed target into
   a failing exit status (machines are noisy 2-core boxes: a default run reports, not gates).
 """
 
@@ -48,8 +50,9 @@ TARGETS = [
     # (description, numerator, denominator, comparison, bound)
     ("batch >= 50x a Python loop over irq_line", "batch_python_loop", "batch", ">=", 50.0),
     ("batch >= 300x the pure-Python reference model", "batch_reference", "batch", ">=", 300.0),
-    ("batch within 1.2x of the bare C loop (issue 16; was 1.5x)", "batch", "batch_bare_c", "<=",
-     1.2),
+    # (timed in alternation by one test: bench/test_bench.py paired)
+    ("batch within 1.2x of the bare C loop (issue 16; was 1.5x)", "batch_paired",
+     "batch_bare_paired", "<=", 1.2),
     ("per-call irq_line <= 1.5x the compiled-call floor", "percall_irq_line", "percall_floor",
      "<=", 1.5),
     ("two storm threads >= 1.6x one", "storm_threads1", "storm_threads2", ">=", 1.6),
@@ -90,11 +93,13 @@ def target_report():
                          f"thread: {rate / 1e6:.1f} M {'ok' if ok else 'MISSED'}")
             if not ok:
                 missed.append(f"storm {text} deliveries/s")
-    if "storm_edges_1x64_deliveries" in _TIMINGS and "storm_bare_1x64_deliveries" in _TIMINGS:
-        ratio = _TIMINGS["storm_edges_1x64_deliveries"] / _TIMINGS["storm_bare_1x64_deliveries"]
+    # The ratio from the test that times both in alternation (the same stretch of load).
+    if "storm_edges_paired" in _TIMINGS and "storm_bare_paired" in _TIMINGS:
+        ratio = _TIMINGS["storm_edges_paired"] / _TIMINGS["storm_bare_paired"]
         ok = ratio <= 1.5
-        lines.append(f"storm (edges) within 1.5x of the bare C closed loop "
-                     f"({1 / _TIMINGS['storm_bare_1x64_deliveries'] / 1e6:.1f} M/s): "
+        lines.append(f"storm (edges) within 1.5x of the bare C closed loop, alternated "
+                     f"({1 / _TIMINGS['storm_edges_paired'] / 1e6:.1f} vs "
+                     f"{1 / _TIMINGS['storm_bare_paired'] / 1e6:.1f} M/s): "
                      f"{ratio:.2f} {'ok' if ok else 'MISSED'}")
         if not ok:
             missed.append("storm within 1.5x of the bare closed loop")

@@ -8,6 +8,8 @@ vs a Python loop, the reference model and the bare C loop), storm (closed-loop s
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -130,6 +132,59 @@ def test_batch_bare_c_loop(benchmark, timings, record):
     benchmark.pedantic(gic5core.bare_inject_loop, args=(vm, words), rounds=10, iterations=1,
                        warmup_rounds=1)
     record("batch_bare_c", BATCH_N)
+
+
+def paired(benchmark, timings, rounds, a, b):
+    """Time ``a`` and ``b`` in alternation, ``rounds`` pairs: the ratio of their minimum
+    times is then taken over the same stretch of the machine's load (two separate tests each
+    take their minimum in a different stretch; on a noisy 2-core box the batch / bare ratio
+    of such a pair moved from 0.7x to 1.9x on unchanged code). a and b are (name, function,
+    units); each side's minimum seconds per unit goes to ``timings[name]``."""
+    times = ([], [])
+
+    def pair():
+        t0 = time.perf_counter()
+        a[1]()
+        t1 = time.perf_counter()
+        b[1]()
+        times[0].append(t1 - t0)
+        times[1].append(time.perf_counter() - t1)
+
+    benchmark.pedantic(pair, rounds=rounds, iterations=1, warmup_rounds=1)
+    if getattr(benchmark, "stats", None) is None:
+        return
+    for (name, _, units), t in zip((a, b), times, strict=True):
+        timings[name] = min(t[1:]) / units  # t[0] is the warm-up pair
+        benchmark.extra_info[f"{name}_ns_per_unit"] = timings[name] * 1e9
+
+
+@pytest.mark.benchmark(group="paired")
+def test_paired_batch_and_bare_c_loop(benchmark, timings):
+    """irq_line_batch and bare_inject_loop on the same words, alternated (the issue-16 batch
+    target's ratio)."""
+    vm, _, _ = init_vm(64)
+    words, levels = sw_words(BATCH_N, 64)
+    assert not vm.irq_line_batch(words, levels).any()
+    assert gic5core.bare_inject_loop(vm, words) == BATCH_N
+    paired(benchmark, timings, 20,
+           ("batch_paired", lambda: vm.irq_line_batch(words, levels), BATCH_N),
+           ("batch_bare_paired", lambda: gic5core.bare_inject_loop(vm, words), BATCH_N))
+
+
+@pytest.mark.benchmark(group="paired")
+def test_paired_storm_edges_and_bare_closed_loop(benchmark, timings):
+    """The edges storm (the issue-16 target's configuration) and the bare closed loop,
+    alternated, per delivery (the storm's 1.5x target's ratio)."""
+    cfg = StormConfig(vms=1, vcpus=64, injections=2_000_000, repeat=1, service_every=1,
+                      mix="edges")
+    built, c = checked_storm(cfg)
+    bare = build_vms(StormConfig(vms=1, vcpus=64, mix="edges"))[0]
+    n = 2_000_000
+    assert gic5core.bare_storm_loop(bare, 64, n) == n
+    paired(benchmark, timings, 6,
+           ("storm_edges_paired", lambda: run_storm(cfg, built, progress=None),
+            c["delivered"]),
+           ("storm_bare_paired", lambda: gic5core.bare_storm_loop(bare, 64, n), n))
 
 
 # --- closed-loop storms ----------------------------------------------------------------------
