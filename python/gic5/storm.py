@@ -304,7 +304,9 @@ def fairness(deliveries: Any, offered: Any) -> dict[str, Any]:
     """
     x = np.asarray(deliveries, dtype=np.float64)
     off = np.asarray(offered, dtype=np.uint64)
-    sq = float(np.dot(x, x))
+    # A ufunc, not np.dot: a float64 dot product goes to BLAS, whose worker threads then spin
+    # for a while, taking a core from the next storm round on a 2-core machine.
+    sq = float((x * x).sum())
     jain = round(float(x.sum()) ** 2 / (len(x) * sq), 4) if sq else None
     starved = [int(i) for i in np.nonzero((x == 0) & (off > 0))[0]]
     return {"min": int(x.min()), "median": float(np.median(x)), "max": int(x.max()),
