@@ -655,7 +655,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
     # 64 PPIs (final, 7.4) and narrow is set, so flush / fold / CDIA do no word-1 work
     # (ppi.pxd), else True; and in the one-word build, for the uniform pattern (the
     # benchmarks' and gic5-storm's default), once per mix with pattern and mix as constants,
-    # so the event loop carries no test of either (callgrind, edges: 392 -> 367 instructions
+    # so the event loop carries no test of either (callgrind, edges: 392 -> 363 instructions
     # per delivery). The same functions in every copy; only what the compiler knows differs
     # (tests/test_storm.py runs the copies against the generic build and compares every
     # output).
