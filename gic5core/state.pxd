@@ -166,6 +166,8 @@ ctypedef struct vm_t:
     uint8_t dead             # kvm->vm_dead: every ioctl answers -EIO
     uint8_t ran_once         # some vCPU completed its first run
     uint8_t timer_ppis_frozen   # KVM_ARCH_FLAG_TIMER_PPIS_IMMUTABLE
+    uint8_t vgic_ready       # dist->ready: kvm_vgic_map_resources succeeded once (the VM's
+                             # first run got past the map); later first runs skip the map
     uint32_t timer_ppi[4]    # VM-wide timer PPI numbers (kvm->arch.timer_data.ppi)
     int nr_vcpus             # vCPUs created; index = creation order
     gic5_lock_t lock         # spinlock (zero = free); see gic5_lock/gic5_unlock

@@ -180,8 +180,11 @@ cdef inline vcpu_t* vcpu_by_sysreg_attr(vm_t* vm, uint64_t attr) noexcept nogil:
 
 cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
     # kvm_arch_vcpu_run_pid_change, spec 4.5 / 10.2.
-    if vm.has_device:
-        # kvm_vgic_map_resources: vgic_v5_map_resources answers EBUSY before CTRL_INIT; on
+    if vm.has_device and not vm.vgic_ready:
+        # kvm_vgic_map_resources (vgic-init.c, all profiles), which returns 0 at once once
+        # dist->ready is set: the checks below run until one vCPU's first run gets past them,
+        # even when that run then fails later (the PMU: the VM stays alive, not "ran"), and
+        # never again for the VM. vgic_v5_map_resources answers EBUSY before CTRL_INIT; on
         # 7.4 (e3db95b1bc28 "Register the IRS IODEV") an IRS base never set is ENXIO. Either
         # failure marks the VM dead (kvm_vm_dead): every later ioctl is EIO.
         if not vm.initialised or (vm.prof.irs_uapi and vm.irs_base == VGIC_ADDR_UNDEF):
@@ -190,10 +193,14 @@ cdef int first_run(vm_t* vm, vcpu_t* v) noexcept nogil:
             return -EBUSY if not vm.initialised else -ENXIO
         if vm.prof.irs_uapi and vm.lpi_ist_restore_pending:
             # 7.4 vgic_v5_map_resources: IRS_REGS restored a valid IST_BASER but no IST SET
-            # followed (irs->lpi_ist_restore_pending): EINVAL, and the VM is dead.
+            # followed (irs->lpi_ist_restore_pending): EINVAL, and the VM is dead. Only at the
+            # map: a restore made pending after it (a first run failed at the PMU, then
+            # IRS_REGS, still writable as the VM has not run) is not looked at again.
             vm.dead = 1
             update_ppi_fast(vm)
             return -EINVAL
+        vm.vgic_ready = 1
+    if vm.has_device:
         if not v.timers_enabled:
             # timer_irqs_are_valid: skipped once frozen; else vtimer and ptimer (the only
             # timers without NV) must carry their architected V5 INTIDs.

@@ -464,6 +464,8 @@ class RefVm:
         self.vcpus: list[RefVcpu] = []  # creation order = vCPU index
         self.device: RefDevice | None = None
         self.initialised = False
+        # dist->ready: kvm_vgic_map_resources returns 0 at once once it is set (vgic-init.c)
+        self.ready = False
         self.userspace = 0
         self.exposed = 0  # VM-wide exposed set, gicv5_vm.vgic_ppi_mask (v3/final); v2: per vCPU
         self.hmr = 0  # VM-wide vgic_ppi_hmr: the exposed Level PPIs (v3/final); v2: per vCPU
@@ -2038,7 +2040,10 @@ class RefVcpu:
 
     def _first_run(self) -> int:
         vm = self.vm
-        if vm.device is not None:
+        if vm.device is not None and not vm.ready:
+            # kvm_vgic_map_resources: only while dist->ready is clear; the map's checks set it
+            # when they pass, whatever the rest of this first run does (a PMU failure below
+            # leaves the VM alive and the map done)
             if not vm.initialised:
                 vm.dead = True
                 return -errno.EBUSY
@@ -2054,6 +2059,8 @@ class RefVcpu:
                 # error here marks the VM dead (later ioctls EIO)
                 vm.dead = True
                 return -errno.ENXIO
+            vm.ready = True
+        if vm.device is not None:
             if vm.timer_ppis[0] != TIMER_V5[0] or vm.timer_ppis[1] != TIMER_V5[1]:
                 return -errno.EINVAL
             vm.timers_frozen = True

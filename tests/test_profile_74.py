@@ -241,6 +241,72 @@ def test_first_run_before_init_is_ebusy_first():
     assert info.value.errno == errno.EBUSY and vm.dead
 
 
+def _pmu_failed_first_run_then_restore_pending(vcpus=(0,)):
+    # vCPU 0 has a PMU its VMM never initialised: its first KVM_RUN maps the vGIC, then fails
+    # at kvm_arm_pmu_v3_enable (EINVAL, the VM alive, not "ran"); IRS_REGS is still writable
+    # and a valid IST_BASER then makes a restore pending.
+    vm = gic5.Kvm(profile=P).create_vm()
+    cpus = [vm.create_vcpu(i, pmu=i == 0) for i in vcpus]
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.set_attr(GRP_ADDR, IRS, u64(IRS_GPA))
+    dev.set_attr(GRP_CTRL, INIT)
+    with pytest.raises(OSError) as info:
+        with cpus[0].run():
+            pass
+    assert info.value.errno == errno.EINVAL and not vm.dead
+    regs = uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS
+    dev.set_attr(regs, uapi.GICV5_IRS_IST_CFGR, u64(14))
+    dev.set_attr(regs, uapi.GICV5_IRS_IST_BASER, u64(0x20000 | 1))  # VALID: restore pending
+    return vm, dev, cpus
+
+
+def test_restore_made_pending_after_the_map_is_not_checked_again():
+    """kvm_vgic_map_resources (vgic-init.c) returns 0 at once once dist->ready is set, so
+    vgic_v5_map_resources' lpi_ist_restore_pending EINVAL is only looked at by the VM's
+    first map. A first run that got past the map and failed at the PMU
+    (kvm_arch_vcpu_run_pid_change: map, timers, then kvm_arm_pmu_v3_enable) leaves the VM
+    mapped but not ran, so IRS_REGS takes a valid IST_BASER (restore pending); the next run
+    fails only at the PMU (EINVAL, the VM alive), and once the PMU is initialised the vCPU
+    runs with the restore still pending."""
+    vm, dev, (v,) = _pmu_failed_first_run_then_restore_pending()
+    with pytest.raises(OSError) as info:
+        with v.run():
+            pass
+    assert info.value.errno == errno.EINVAL and not vm.dead
+    assert get64(dev, uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS, uapi.GICV5_IRS_CR0) == 0x2  # IDLE
+    v.set_attr(uapi.KVM_ARM_VCPU_PMU_V3_CTRL, uapi.KVM_ARM_VCPU_PMU_V3_INIT)
+    with v.run():
+        pass
+    assert not vm.dead
+
+
+def test_restore_made_pending_after_the_map_does_not_stop_another_vcpu():
+    """kvm_vgic_map_resources: the map is the VM's, done once (dist->ready); vCPU 1's first
+    run after vCPU 0's PMU failure and the pending restore skips it and runs."""
+    vm, _, (_, v1) = _pmu_failed_first_run_then_restore_pending((0, 1))
+    with v1.run():
+        pass
+    assert not vm.dead
+
+
+def test_restore_pending_before_the_map_still_kills_the_vm():
+    """vgic_v5_map_resources: a restore pending at the VM's first map is EINVAL and
+    kvm_vgic_map_resources marks the VM dead (every later ioctl EIO); a first run refused
+    at the map leaves dist->ready clear."""
+    vm, dev, (v,) = vm74()
+    regs = uapi.KVM_DEV_ARM_VGIC_GRP_IRS_REGS
+    dev.set_attr(regs, uapi.GICV5_IRS_IST_CFGR, u64(14))
+    dev.set_attr(regs, uapi.GICV5_IRS_IST_BASER, u64(0x20000 | 1))
+    with pytest.raises(OSError) as info:
+        with v.run():
+            pass
+    assert info.value.errno == errno.EINVAL and vm.dead
+    with pytest.raises(OSError) as info:
+        with v.run():
+            pass
+    assert info.value.errno == errno.EIO
+
+
 def test_vcpu1_first_template_final_vs_74():
     """vgic_v5_finalize_ppi_state: final builds the VM mask from vCPU 0's owners at any
     vCPU's first run (vCPU 0's timers are owned only at its own first run, so vCPU 1 running

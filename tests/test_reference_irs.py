@@ -1032,6 +1032,30 @@ def test_irs_regs_ist_lock():
         pass  # restore_pending was cleared by the IST SET
 
 
+def test_restore_pending_after_the_map_is_not_checked_again():
+    """kvm_vgic_map_resources (vgic-init.c) returns 0 at once once dist->ready is set:
+    vgic_v5_map_resources' lpi_ist_restore_pending EINVAL belongs to the VM's first map
+    only. vCPU 0's first run maps the vGIC and then fails at kvm_arm_pmu_v3_enable (its PMU
+    never initialised: EINVAL, the VM alive and not ran); an IST_BASER 0 -> 1 after it makes
+    a restore pending, yet the next runs skip the map: vCPU 0 fails at the PMU again, vCPU 1
+    runs, and vCPU 0 runs once its PMU is initialised."""
+    vm = vm74()
+    dev = vm.create_device(V5)
+    v0 = vm.create_vcpu(0, pmu=True)
+    v1 = vm.create_vcpu(1)
+    dev.set_attr(ADDR, IRS, u64(IRS_GPA))
+    dev.set_attr(CTRL, ref.CTRL_INIT)
+    assert errno_of(v0.run_enter) == errno.EINVAL
+    dev.set_attr(REGS, IST_BASER, u64(LPI_IST_GPA | BASER_VALID))  # allowed: not ran
+    assert errno_of(v0.run_enter) == errno.EINVAL  # the PMU again, not the restore
+    assert get_reg(dev, IST_BASER) == LPI_IST_GPA | BASER_VALID  # alive: no EIO
+    with v1.run():
+        pass
+    v0.set_attr(ref.VCPU_PMU_V3_CTRL, ref.PMU_V3_INIT)
+    with v0.run():
+        pass
+
+
 def test_restore_pending_survives_an_invalidating_set():
     """Source check T-10: a userspace IST_BASER 0 -> 1 sets lpi_ist_restore_pending and a
     later invalidating SET does not clear it: vgic_v5_map_resources fails the first run."""
