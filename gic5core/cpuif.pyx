@@ -22,7 +22,7 @@ from gic5core.state cimport vm_t, vcpu_t, gic5_lock, gic5_unlock, PPI_INTID_BASE
 from gic5core.ppi cimport (exposed_of, guest_pending, image_priority, image_set_priority,
                            cpu_cdia, cpu_cdeoi, cpu_cddi, fold, put_wfi, has_pending, flush,
                            vcpu_load, serve_requests,
-                           VMCR_EN, VMCR_VPMR_SHIFT, PRIO_MASK, WIDE_ANY)
+                           VMCR_EN, VMCR_VPMR_SHIFT, PRIO_MASK, SHAPE_ANY)
 from gic5core.ist cimport ISTE_ENABLE, ISTE_PENDING, ISTE_HM, SPI_INTID_BASE
 from gic5core.irs cimport (cd_spi, cd_priority, cd_affinity, cd_flag, cd_rcfg, irs_mmio_read,
                            irs_mmio_write, irs_region, IRS_FRAME)
@@ -106,8 +106,8 @@ cdef class CpuIf:
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef mask128 e
-        fold(vm, v, WIDE_ANY)  # the trap is an exit
-        e = exposed_of(vm, v)
+        fold(vm, v, SHAPE_ANY)  # the trap is an exit
+        e = exposed_of(vm, v, SHAPE_ANY)
         if vm.prof.trap_wide:
             # v2 22/36 access_gicv5_ppi_enabler: the entry image only (irq->enabled follows
             # from the fold, and only for bits whose image changed).
@@ -120,7 +120,7 @@ cdef class CpuIf:
             v.ich_enabler.w[k] = val & e.w[k]
             v.enabled.w[k] = (v.enabled.w[k] & ~e.w[k]) | v.ich_enabler.w[k]
         serve_requests(vm, v)
-        flush(vm, v, WIDE_ANY)  # and the guest is entered again
+        flush(vm, v, SHAPE_ANY)  # and the guest is entered again
         self.leave()
 
     cdef uint64_t read_word(self, int reg, object n) except? 0:
@@ -164,8 +164,8 @@ cdef class CpuIf:
             # clears from the entry image (masked by the exposed set), then an entry. The
             # flush rebuilds the entry PENDR from the shadow, so a SPENDR/CPENDR write has no
             # effect at all; an ACTIVER write reaches the guest at that entry.
-            fold(vm, v, WIDE_ANY)
-            val = val & exposed_of(vm, v).w[k] if reg == REG_ACTIVER else 0
+            fold(vm, v, SHAPE_ANY)
+            val = val & exposed_of(vm, v, SHAPE_ANY).w[k] if reg == REG_ACTIVER else 0
         else:
             # v3/final: not trapped. The hardware holds implemented PPIs only, and a Level
             # PPI's pending bit is read-only (QEMU gic_ppi_spend_write / gic_ppi_cpend_write;
@@ -180,7 +180,7 @@ cdef class CpuIf:
             target.w[k] &= ~val
         if vm.prof.trap_wide:
             serve_requests(vm, v)
-            flush(vm, v, WIDE_ANY)
+            flush(vm, v, SHAPE_ANY)
         self.leave()
 
     def write_ppi_spendr(self, n, value):
@@ -212,12 +212,12 @@ cdef class CpuIf:
             # v2 22/36 access_gicv5_ppi_priorityr: an exit, the saved register := value with
             # only the exposed PPIs' 5-bit fields kept (the guest's read-modify-write of the
             # register leaves the other bytes as they were), an entry.
-            fold(vm, v, WIDE_ANY)
-            e = exposed_of(vm, v)
+            fold(vm, v, SHAPE_ANY)
+            e = exposed_of(vm, v, SHAPE_ANY)
             if test_bit(p, &e):
                 image_set_priority(vm, v, p, pr)
             serve_requests(vm, v)
-            flush(vm, v, WIDE_ANY)
+            flush(vm, v, SHAPE_ANY)
         elif test_bit(p, &vm.impl):
             image_set_priority(vm, v, p, pr)  # v3/final: hardware, implemented PPIs only
         self.leave()
@@ -260,9 +260,9 @@ cdef class CpuIf:
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef uint64_t r = v.vcpu_id & 0xffff
-        fold(vm, v, WIDE_ANY)  # the trap is an exit (every profile traps it: v2, v3 ignore
+        fold(vm, v, SHAPE_ANY)  # the trap is an exit (every profile traps it: v2, v3 ignore
         serve_requests(vm, v)  # writes, final and 7.4 UNDEF them), the handler, an entry
-        flush(vm, v, WIDE_ANY)
+        flush(vm, v, SHAPE_ANY)
         self.leave()
         return r
 
@@ -280,7 +280,7 @@ cdef class CpuIf:
         PPI (0x20000000 | n) or, on 7.4 with the guest's IRS enabled, an SPI (0x60000000 | n);
         the PPI wins a priority tie."""
         cdef vcpu_t* v = self.enter()
-        cdef int r = cpu_cdia(&self.core.vm, v, WIDE_ANY)
+        cdef int r = cpu_cdia(&self.core.vm, v, SHAPE_ANY)
         self.leave()
         if r < 0:
             return None
@@ -413,13 +413,13 @@ cdef class CpuIf:
                                "would exit to userspace as KVM_EXIT_MMIO")
         v = self.enter()
         # the data abort is an exit; io_mem_abort runs the IRS iodev's handler
-        fold(vm, v, WIDE_ANY)
+        fold(vm, v, SHAPE_ANY)
         if write:
             irs_mmio_write(vm, off, sz, val)
         else:
             r = irs_mmio_read(vm, off, sz)
         serve_requests(vm, v)
-        flush(vm, v, WIDE_ANY)
+        flush(vm, v, SHAPE_ANY)
         self.leave()
         return None if write else r
 
@@ -446,11 +446,11 @@ cdef class CpuIf:
         cdef vcpu_t* v = self.enter()
         cdef vm_t* vm = &self.core.vm
         cdef bint wake
-        fold(vm, v, WIDE_ANY)
+        fold(vm, v, SHAPE_ANY)
         put_wfi(vm, v)
         wake = has_pending(vm, v)
-        vcpu_load(vm, v)
+        vcpu_load(vm, v, SHAPE_ANY)
         serve_requests(vm, v)  # check_vcpu_requests in the run loop, after kvm_vcpu_wfi
-        flush(vm, v, WIDE_ANY)
+        flush(vm, v, SHAPE_ANY)
         self.leave()
         return wake

@@ -7,10 +7,14 @@
 # - Every function is `noexcept nogil` and touches only vm_t / vcpu_t; callers hold vm.lock.
 # - Return conventions: 0 / -errno for operations KVM can fail; a PPI index or -1 for CDIA.
 # - Profile differences are read from vm.prof at the switch points named in profile.pxd.
-# - flush, fold and cpu_cdia take `wide`: WIDE_ANY (every caller but a storm) runs them on
-#   both mask words; a storm whose VMs all have 64 PPIs passes a constant False, and
-#   mask_cut then drops the word-1 work of the same code (the values are the same: word 1
-#   of every mask is zero on those VMs, state.pxd).
+# - flush, fold, cpu_cdia, exposed_of, vcpu_load and vcpu_put take `shape`, a promise about
+#   every VM they can run on, as bits: SHAPE_WIDE (a VM may have 128 PPIs), SHAPE_LEGACY (a
+#   VM's profile may have one of the v2/v3 switches legacy_profile names set), SHAPE_IRS (a
+#   VM's profile may have irs_uapi). SHAPE_ANY (every caller but a storm) promises nothing
+#   and runs the code as written. A storm whose VMs all lack a bit passes a constant without
+#   it: mask_cut then drops the word-1 work, and a switch behind a missing bit is not read,
+#   because its value is known (False) for every VM. The values are the same (state.pxd:
+#   word 1 of every mask is zero on a 64-PPI VM; storm_loop checks the profiles).
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
 #   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
@@ -50,7 +54,10 @@ cdef extern from *:
     const unsigned long long* PHYS_LINE_BITS "gic5_phys_line_bits"
 
 cdef enum:
-    WIDE_ANY = 1                 # the `wide` of every caller that is not specialised
+    SHAPE_WIDE = 1               # some VM may have 128 PPIs (v2, v3): both mask words
+    SHAPE_LEGACY = 2             # some VM's profile may be a legacy_profile (v2, v3)
+    SHAPE_IRS = 4                # some VM's profile may have irs_uapi (7.4)
+    SHAPE_ANY = 7                # the `shape` of every caller that is not specialised
 
 cdef enum:
     VMCR_EN = 1                  # ICH_VMCR_EL2.EN, bit 0
@@ -68,10 +75,16 @@ cdef inline vcpu_t* vcpu_by_id(const vm_t* vm, uint32_t vcpu_id) noexcept nogil:
     return vm.vcpus[vm.id_to_index[vcpu_id & (IRQ_WORD_VCPU_IDS - 1)]]
 
 
-cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v) noexcept nogil:
+cdef inline bint legacy_profile(const profile_t* p) noexcept nogil:
+    # The switches a shape without SHAPE_LEGACY promises are off: all of them v2/v3 only.
+    return p.pendr_shadow or p.fold_changed_only or p.fold_changed_enabler or \
+        p.fold_skips_dvi or p.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED
+
+
+cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v, int shape) noexcept nogil:
     # vgic_ppi_mask, the exposed set vgic_v5_finalize_ppi_state computes: v2 keeps it per vCPU
     # (cpu_if->vgic_ppi_mask); v3 and final per VM (kvm->arch.vgic.gicv5_vm.vgic_ppi_mask).
-    if vm.prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED:
+    if (shape & SHAPE_LEGACY) and vm.prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED:
         return v.exposed
     return vm.exposed
 
@@ -400,12 +413,13 @@ cdef inline void finalize(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 # --- entry flush / exit fold ----------------------------------------------------------------------
 
-cdef inline void flush(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
+cdef inline void flush(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # Guest entry: vgic_v5_flush_ppi_state, then __vgic_v5_restore_ppi_state (hyp/vgic-v5-sr.c).
     # The image is hardware: it holds only implemented PPIs, so every register written here is
     # cut to vm.impl.
     cdef mask128 e, pend
     cdef unsigned int i
+    cdef bint wide = shape & SHAPE_WIDE
     if v.prio_raw:
         # 7.4: ICH_PPI_PRIORITYRn_EL2 restored from the raw bytes a CPU_SYSREGS write stored:
         # the hardware keeps the fields of implemented PPIs only, and the exit saves that
@@ -417,7 +431,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
     # not cut to the exposed set.
     v.ich_dvir = mask_cut(bitmap_and(v.hw, vm.impl), wide)
-    if vm.prof.pendr_shadow:
+    if (shape & SHAPE_LEGACY) and vm.prof.pendr_shadow:
         # v2 18/36, v3 19/36: the entry pending image is the raw shadow (every PPI, exposed or
         # not; the latch is left as it is), and v2 presets pendr_exit with it.
         pend = v.pendr_shadow
@@ -427,7 +441,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
         # final: for_each_visible_v5_ppi, bit := irq_is_pending; an edge's latch is then
         # cleared (170a77b4185a "Transfer edge pending state to ICH_PPI_PENDRx_EL2").
         # irq_is_pending, not kvm_pending: a hw PPI's bit is dropped below (~DVIR) either way.
-        e = exposed_of(vm, v)
+        e = exposed_of(vm, v, shape)
         pend = bitmap_and(irq_is_pending(vm, v), e)
         if vm.prof.clear_edge_latch_on_entry:
             v.pending_latch = mask_cut(bitmap_andnot(v.pending_latch,
@@ -440,7 +454,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     # active / enabled flags. A 64-PPI profile writes the upper bank as zero: every mask here
     # is cut to vm.impl, itself cut to nr_ppis, so those bits and bytes are always zero.
     # VMCR and APR are not touched: vcpu_load restores them (a trapped exit has no put/load).
-    if vm.prof.fold_changed_only:
+    if (shape & SHAPE_LEGACY) and vm.prof.fold_changed_only:
         # The changed-bits fold (v2/v3) compares the exit image with these entry images.
         v.activer_entry = v.ich_activer
         v.enabler_entry = v.ich_enabler
@@ -459,18 +473,19 @@ cdef inline void sync_priorities(vm_t* vm, vcpu_t* v, bint exposed_only) noexcep
     # vgic_v5_sync_ppi_priorities: irq->priority := the low 5 bits of the saved PRIORITYR byte.
     # v2 (at the wake check): all 128 PPIs; v3/final (at a WFI put): the exposed PPIs.
     cdef unsigned int i
-    cdef mask128 e = exposed_of(vm, v)
+    cdef mask128 e = exposed_of(vm, v, SHAPE_ANY)
     for i in range(vm.nr_ppis):
         if not exposed_only or test_bit(i, &e):
             v.prio[i] = <uint8_t>image_priority(vm, v, i)
 
 
-cdef inline void fold(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
+cdef inline void fold(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # Guest exit: __vgic_v5_save_ppi_state and __vgic_v5_save_state (hyp), then
     # vgic_v5_fold_ppi_state. The image fields keep the exit values (the exit ACTIVER becomes
     # the next entry's).
     cdef mask128 e, changed
-    if vm.prof.fold_changed_only:
+    cdef bint wide = shape & SHAPE_WIDE
+    if (shape & SHAPE_LEGACY) and vm.prof.fold_changed_only:
         # v2 18/36, v3 19/36: only PPIs whose entry and exit images differ (pending, active;
         # v2 also enable), minus the DVI PPIs; irq->active (v2: and irq->enabled) assigned
         # from the exit image; an edge's latch ORed ("This is an OR to avoid losing incoming
@@ -490,12 +505,12 @@ cdef inline void fold(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     else:
         # final: for_each_visible_v5_ppi: irq->active := exit bit; an edge's latch ORs the
         # exit pending bit back in, so an edge injected while the guest ran is never lost.
-        e = exposed_of(vm, v)
+        e = exposed_of(vm, v, shape)
         v.active = mask_cut(bitmap_select(v.active, v.ich_activer, e), wide)
         v.pending_latch = mask_cut(bitmap_or(v.pending_latch,
                                              bitmap_and(bitmap_and(v.ich_pendr, e),
                                                         edge_cfg_of(vm))), wide)
-    if vm.prof.pendr_shadow:
+    if (shape & SHAPE_LEGACY) and vm.prof.pendr_shadow:
         # v2/v3: vgic_ppi_pendr |= exit PENDR & ~HMR (edge and unexposed bits); v2 keeps the
         # exit images its wake check reads.
         v.pendr_shadow = bitmap_or(v.pendr_shadow, bitmap_andnot(v.ich_pendr, hmr_of(vm, v)))
@@ -506,14 +521,14 @@ cdef inline void fold(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     v.loaded = 0
 
 
-cdef inline void vcpu_load(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline void vcpu_load(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # vgic_v5_load (all profiles): __vgic_v5_restore_vmcr_apr writes ICH_VMCR_EL2 and
     # ICH_APR_EL2 from the saved copies. 7.4 (vgic-v5.c @ f9846846): the VPE is made resident
     # with ICH_CONTEXTR_EL2 = V | IRICHPPIDIS while the guest's IRS is disabled | VPE (a load
     # while resident is skipped). Then the entry proper (flush), after serve_requests.
     v.vmcr = v.saved_vmcr
     v.apr = v.saved_apr
-    if vm.prof.irs_uapi and not v.resident:
+    if (shape & SHAPE_IRS) and vm.prof.irs_uapi and not v.resident:
         v.contextr = ((<uint64_t>1) << CONTEXTR_V_SHIFT) | \
             ((<uint64_t>(not vm.irs_enabled)) << CONTEXTR_IRICHPPIDIS_SHIFT) | \
             ((<uint64_t>v.vcpu_id) << CONTEXTR_VPE_SHIFT)
@@ -528,12 +543,12 @@ cdef inline void make_non_resident(vcpu_t* v, uint64_t contextr) noexcept nogil:
     v.contextr = contextr
 
 
-cdef inline void vcpu_put(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline void vcpu_put(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # vgic_v5_put without IN_WFI (all profiles): __vgic_v5_save_apr, the only place APR is
     # saved. A trapped exit handled inside KVM_RUN (a trapped register write) has no put, so
     # the wake check keeps reading the APR of the last put. 7.4: non-resident, no doorbell.
     v.saved_apr = v.apr
-    if vm.prof.irs_uapi and v.resident:
+    if (shape & SHAPE_IRS) and vm.prof.irs_uapi and v.resident:
         make_non_resident(v, 0)
 
 
@@ -544,8 +559,8 @@ cdef inline void serve_requests(vm_t* vm, vcpu_t* v) noexcept nogil:
     # the fold and the flush of an exit handled in the kernel.
     if v.reload_req:
         v.reload_req = 0
-        vcpu_put(vm, v)
-        vcpu_load(vm, v)
+        vcpu_put(vm, v, SHAPE_ANY)
+        vcpu_load(vm, v, SHAPE_ANY)
 
 
 # --- the block check (kvm_vcpu_check_block) -----------------------------------------------------
@@ -582,7 +597,8 @@ cdef inline bint vgic_pending(vm_t* vm, vcpu_t* v) noexcept nogil:
     else:
         # final: for_each_visible_v5_ppi with irq->enabled, and pending = irq->hw ?
         # vgic_get_phys_line_level(irq) : irq_is_pending(irq) (kvm_pending has both).
-        cand = bitmap_and(bitmap_and(kvm_pending(vm, v), exposed_of(vm, v)), v.enabled)
+        cand = bitmap_and(bitmap_and(kvm_pending(vm, v), exposed_of(vm, v, SHAPE_ANY)),
+                          v.enabled)
     # The limit is an upper bound on the priority value: some candidate passes it exactly
     # when the best one (by the shadow priorities) does. v2/v3 "<=" (v2's shortcut for a
     # limit of 32 answers as the loop does); final "<" (a4a645584793).
@@ -638,7 +654,7 @@ cdef inline void put_wfi(vm_t* vm, vcpu_t* v) noexcept nogil:
 
 # --- the guest's CPU interface (hardware behaviour while loaded) -------------------------------
 
-cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
+cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # GICR CDIA, the hardware's (KVM does not trap it; QEMU gicr_cdia_read, gic_hppi), every
     # profile: acknowledge the highest-priority pending, enabled, inactive PPI that beats both
     # the priority mask (prio <= VPMR) and the running priority (prio < highest active).
@@ -656,8 +672,9 @@ cdef inline int cpu_cdia(vm_t* vm, vcpu_t* v, bint wide) noexcept nogil:
     if not (v.vmcr & VMCR_EN):
         return -1
     best = best_priority_ppi(&v.prio[vm.nr_ppis], mask_cut(bitmap_andnot(
-        bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), wide), &best_p)
-    if vm.prof.irs_uapi and v.resident and \
+        bitmap_and(guest_pending(v), v.ich_enabler), v.ich_activer), shape & SHAPE_WIDE),
+        &best_p)
+    if (shape & SHAPE_IRS) and vm.prof.irs_uapi and v.resident and \
             not ((v.contextr >> CONTEXTR_IRICHPPIDIS_SHIFT) & 1):
         spi = ist_candidate(vm, v, &spi_p)
         if spi >= 0 and (best < 0 or spi_p < best_p

@@ -52,8 +52,10 @@ from gic5core.rng cimport splitmix64, reduce_range
 from gic5core.state cimport (vm_t, vcpu_t, gic5_lock, gic5_unlock, SW_PPI, PPI_PMUIRQ,
                              PPI_CNTV, PPI_CNTP, OWNER_KERNEL, TIMER_VTIMER,
                              TIMER_PTIMER)
-from gic5core.ppi cimport (irq_line_one, inject_ppi, flush, fold, vcpu_load, vcpu_put,
-                           cpu_cdia, cpu_cddi, cpu_cdeoi, drive_timer_line, serve_requests)
+from gic5core.ppi cimport (irq_line_one, irq_line_gated, inject_ppi, flush, fold, vcpu_load,
+                           vcpu_put, cpu_cdia, cpu_cddi, cpu_cdeoi, drive_timer_line,
+                           serve_requests, legacy_profile, SHAPE_LEGACY, SHAPE_IRS,
+                           SHAPE_ANY)
 from gic5core.ist cimport SPI_INTID_BASE, ISTE_PENDING
 from gic5core.profile cimport EXPOSE_V2_PER_VCPU_INVERTED
 from gic5core.vm cimport VmCore
@@ -227,6 +229,13 @@ cdef inline uint32_t sw_ppi_word(uint32_t vcpu_id) noexcept nogil:
     return ((vcpu_id >> 8) << 28) | (2u << 24) | ((vcpu_id & 0xff) << 16) | SW_PPI
 
 
+cdef inline int edge_line(vm_t* vm, uint32_t word, int shape) noexcept nogil:
+    # KVM_IRQ_LINE(word, 1) for the event's SW_PPI edge: irq_line_one's call of irq_line_gated,
+    # with the v2/v3 shadow switch known False when the storm's shape rules out a legacy VM.
+    return irq_line_gated(vm, &vm.irq_line_gate, vm.ppi_fast,
+                          (shape & SHAPE_LEGACY) != 0 and vm.prof.pendr_shadow, word, 1)
+
+
 cdef inline void edge_accepted(uint8_t* truth, ctx_t* c) noexcept nogil:
     c.n.accepted += 1
     if truth[0] & T_EDGE_L:
@@ -238,13 +247,13 @@ cdef inline void edge_accepted(uint8_t* truth, ctx_t* c) noexcept nogil:
 
 
 cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
-                             bint load, bint wide) noexcept nogil:
+                             bint load, int shape) noexcept nogil:
     # load: a KVM_RUN's entry (vcpu_load, then the flush); else the re-entry after a trap.
     if load:
-        vcpu_load(vm, v)
+        vcpu_load(vm, v, shape)
         c.vs.runs += 1
     serve_requests(vm, v)
-    flush(vm, v, wide)
+    flush(vm, v, shape)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
         c.vs.ev[SRC_EDGE_H] = c.vs.ev[SRC_EDGE_L]
@@ -252,11 +261,11 @@ cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
 
 
 cdef inline void guest_exit(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
-                            bint put, bint wide) noexcept nogil:
+                            bint put, int shape) noexcept nogil:
     # put: the run's exit to userspace (the fold, then vcpu_put); else a trap handled in KVM.
-    fold(vm, v, wide)
+    fold(vm, v, shape)
     if put:
-        vcpu_put(vm, v)
+        vcpu_put(vm, v, shape)
     if truth[0] & T_EDGE_H:
         # Folded back undelivered: the PENDR edge is the older request, so its stamp stays
         # (a latched newer edge coalesces into it).
@@ -291,7 +300,7 @@ cdef inline void quiet_level(vm_t* vm, vcpu_t* v, int ppi, bint level) noexcept 
 
 
 cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
-                         ctx_t* c, bint wide) noexcept nogil:
+                         ctx_t* c, int shape) noexcept nogil:
     # The guest's handler for one acknowledged PPI: account, quiet a level source, deactivate,
     # drop priority.
     cdef uint8_t bit
@@ -319,8 +328,8 @@ cdef inline void ack_one(vm_t* vm, vcpu_t* v, uint8_t* truth, int ppi,
             # that is an exit and a re-entry, after which PENDR follows the line again.
             quiet_level(vm, v, ppi, False)
             if not test_bit(ppi, &v.hw):
-                guest_exit(vm, v, truth, c, False, wide)
-                guest_entry(vm, v, truth, c, False, wide)
+                guest_exit(vm, v, truth, c, False, shape)
+                guest_entry(vm, v, truth, c, False, shape)
         else:
             c.n.level_violations += 1
     cpu_cddi(vm, v, 0x20000000u | <uint32_t>ppi)
@@ -413,36 +422,36 @@ cdef inline void inject_spi_event(vm_t* vm, int index, int per_vm, uint8_t* stru
 
 
 cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
-                        bint inject_mid_run, ctx_t* c, bint wide) noexcept nogil:
+                        bint inject_mid_run, ctx_t* c, int shape) noexcept nogil:
     # One KVM_RUN of the guest: entry flush, acknowledge-handle-EOI until nothing qualifies,
     # exit fold. With inject_mid_run an SW_PPI edge arrives while the guest runs, after its
     # first acknowledgement (the case where v2/v3 lose edges). Returns the acknowledgements.
     cdef int ppi, acks = 0, rc
-    guest_entry(vm, v, truth, c, True, wide)
+    guest_entry(vm, v, truth, c, True, shape)
     c.n.services += 1
     while acks < MAX_SERVICE_ACKS:
-        ppi = cpu_cdia(vm, v, wide)
+        ppi = cpu_cdia(vm, v, shape)
         if ppi < 0:
             break
         acks += 1
         if ppi >= SPI_INTID_BASE:
             ack_spi(vm, v, struth, <uint32_t>ppi, c)
             continue
-        ack_one(vm, v, truth, ppi, c, wide)
+        ack_one(vm, v, truth, ppi, c, shape)
         if inject_mid_run and acks == 1:
             inject_mid_run = False
             c.n.injections += 1
-            rc = irq_line_one(vm, c.vs.word, 1)
+            rc = edge_line(vm, c.vs.word, shape)
             if rc == 0:
                 edge_accepted(truth, c)
             else:
                 c.n.rejected += 1
-    guest_exit(vm, v, truth, c, True, wide)
+    guest_exit(vm, v, truth, c, True, shape)
     return acks
 
 
 cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, int mix,
-                              ctx_t* c) noexcept nogil:
+                              ctx_t* c, int shape) noexcept nogil:
     # One injection. mixed: 3 in 4 are SW_PPI edges through KVM_IRQ_LINE, the rest toggle a
     # level line through the kernel path (vtimer, ptimer, or the PMU on a PMU vCPU); with
     # SPIs (the caller decides) kinds 4 and 5 are SPI events instead. edges: SW_PPI only.
@@ -450,7 +459,7 @@ cdef inline void inject_event(vm_t* vm, vcpu_t* v, uint8_t* truth, uint64_t r, i
     cdef uint8_t bit
     c.n.injections += 1
     if kind < 6 or mix == MIX_EDGES:
-        rc = irq_line_one(vm, c.vs.word, 1)
+        rc = edge_line(vm, c.vs.word, shape)
         if rc == 0:
             edge_accepted(truth, c)
         else:
@@ -492,12 +501,23 @@ cdef inline void unlock_all(vm_t** ordered, int n) noexcept nogil:
         gic5_unlock(&ordered[k].lock)
 
 
+# storm_loop's copies are specialisations of storm_events on the type of a tag argument, one
+# per shape it runs (ppi.pxd's shape bits): the tag's value is never read.
+ctypedef signed char shape_final_t  # 64 PPIs, no legacy_profile, no irs_uapi: shape 0
+ctypedef short shape_irs_t          # 64 PPIs, no legacy_profile, irs_uapi possible: SHAPE_IRS
+ctypedef int shape_any_t            # no promise: SHAPE_ANY
+ctypedef fused shape_tag_t:
+    shape_final_t
+    shape_irs_t
+    shape_any_t
+
+
 cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                               uint8_t* spi_truth, uint64_t n_events, uint64_t event_base,
                               uint64_t event_total, int pattern, int service_every,
                               uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
                               vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
-                              bint wide) noexcept nogil:
+                              shape_tag_t tag) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
     # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
     # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
@@ -530,6 +550,15 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     cdef vm_t* pvm
     cdef vcpu_t* pv
     cdef uint32_t pw
+    # The shape as a constant of this copy (a fused-type specialisation is a C function of its
+    # own, so no compiler choice can merge two shapes into one copy with a variable shape).
+    cdef int shape
+    if shape_tag_t is shape_final_t:
+        shape = 0
+    elif shape_tag_t is shape_irs_t:
+        shape = SHAPE_IRS
+    else:
+        shape = SHAPE_ANY
     if prefetch:
         for k in range(PREFETCH_AHEAD):
             ahead[k] = splitmix64(&rng)
@@ -598,12 +627,12 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                 inject_spi_event(vm, <int>(<uint32_t>t - q * <uint32_t>per_vm), per_vm, st,
                                  r * 0x9E3779B97F4A7C15ULL, c)
             else:
-                inject_event(vm, v, &truth[t], r, mix, c)
+                inject_event(vm, v, &truth[t], r, mix, c, shape)
             until_service -= 1
             if until_service == 0:
                 until_service = service_every
                 service(vm, v, &truth[t], st, ((r >> 4) & 7) == 0 and mix != MIX_SPI, c,
-                        wide)
+                        shape)
         unlock_all(vms, nvms)
         start = stop
     if not drain:
@@ -621,7 +650,7 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
             st = &spi_truth[(t / <unsigned int>per_vm) * 1024]
             c.ss = &spi_stamps[(t / <unsigned int>per_vm) * 1024]
         for _drain in range(64):
-            acks = service(vm, v, &truth[t], st, False, c, wide)
+            acks = service(vm, v, &truth[t], st, False, c, shape)
             if acks == 0:
                 break
         if truth[t] & (T_EDGE_L | T_EDGE_H):
@@ -651,37 +680,68 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
                      int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
                      vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
                      ctx_t* c, bint narrow) noexcept nogil:
-    # storm_events, compiled several times over: with wide a constant False when every VM has
-    # 64 PPIs (final, 7.4) and narrow is set, so flush / fold / CDIA do no word-1 work
-    # (ppi.pxd), else True; and in the one-word build, for the uniform pattern (the
-    # benchmarks' and gic5-storm's default), once per mix with pattern and mix as constants,
-    # so the event loop carries no test of either (callgrind, edges: 392 -> 363 instructions
-    # per delivery). The same functions in every copy; only what the compiler knows differs
-    # (tests/test_storm.py runs the copies against the generic build and compares every
-    # output).
+    # storm_events, compiled several times over, each copy with a constant shape (ppi.pxd):
+    # SHAPE_ANY unless narrow is set and every VM has 64 PPIs (final, 7.4), so flush / fold /
+    # CDIA do no word-1 work; without SHAPE_LEGACY when no VM's profile is a legacy_profile,
+    # and without SHAPE_IRS when none has irs_uapi, so those switches are not read per event
+    # (final's copies have neither: callgrind, final edges 353 -> 327 instructions per
+    # delivery, mixed 383 -> 343 per event). In each one-word shape the uniform pattern (the
+    # benchmarks' and gic5-storm's default) gets one copy per mix with pattern and mix as
+    # constants, so the event loop carries no test of either (edges: 392 -> 363). Each shape's
+    # copies are storm_events specialised on a tag type (shape_tag_t): as a plain int
+    # argument, gcc cloned one copy for two shapes with the shape left variable (edges 416).
+    # The same functions in every copy; only what the compiler
+    # knows differs (tests/test_storm.py runs the copies against the generic build and
+    # compares every output).
     cdef int k
+    cdef bint legacy = False, irs = False
     for k in range(nvms):
         if vms[k].nr_ppis > 64 or not narrow:
             storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base,
                          event_total, pattern, service_every, seed, drain, mix, tvm, tv,
-                         stats, spi_stamps, c, True)
+                         stats, spi_stamps, c, <shape_any_t>0)
             return
+        legacy = legacy or legacy_profile(&vms[k].prof)
+        irs = irs or vms[k].prof.irs_uapi
+    if legacy:
+        # no profile has 64 PPIs and a legacy switch; the generic copy would answer it
+        storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
+                     pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                     <shape_any_t>0)
+    elif irs:
+        storm_mixes(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
+                    pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                    <shape_irs_t>0)
+    else:
+        storm_mixes(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
+                    pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                    <shape_final_t>0)
+
+
+cdef inline void storm_mixes(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
+                             uint8_t* spi_truth, uint64_t n_events, uint64_t event_base,
+                             uint64_t event_total, int pattern, int service_every,
+                             uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
+                             vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
+                             shape_tag_t tag) noexcept nogil:
+    # storm_loop's copies for one one-word shape: the uniform pattern per mix (SPIs only
+    # where the shape has the IRS), then the others' generic copy.
     if pattern == PATTERN_UNIFORM and mix == MIX_EDGES:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
                      PATTERN_UNIFORM, service_every, seed, drain, MIX_EDGES, tvm, tv, stats,
-                     spi_stamps, c, False)
+                     spi_stamps, c, tag)
     elif pattern == PATTERN_UNIFORM and mix == MIX_MIXED:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
                      PATTERN_UNIFORM, service_every, seed, drain, MIX_MIXED, tvm, tv, stats,
-                     spi_stamps, c, False)
-    elif pattern == PATTERN_UNIFORM and mix == MIX_SPI:
+                     spi_stamps, c, tag)
+    elif pattern == PATTERN_UNIFORM and mix == MIX_SPI and shape_tag_t is shape_irs_t:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
                      PATTERN_UNIFORM, service_every, seed, drain, MIX_SPI, tvm, tv, stats,
-                     spi_stamps, c, False)
+                     spi_stamps, c, tag)
     else:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
                      pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
-                     False)
+                     tag)
 
 
 def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,

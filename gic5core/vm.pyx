@@ -44,7 +44,7 @@ from gic5core.ppi cimport (update_ppi_fast, irq_line_one, irq_line_gated, inject
                            userspace_mask, finalize, flush, fold, has_pending, vgic_pending,
                            kvm_pending, exposed_of,
                            vcpu_load, vcpu_put, apply_recorded_timer, drive_timer_line,
-                           serve_requests, WIDE_ANY)
+                           serve_requests, SHAPE_ANY)
 from gic5core.sysregs cimport sysreg_lookup, sysreg_read, sysreg_write, SR_NONE
 from gic5core.ist cimport vdpend
 from gic5core.irs cimport (irs_init, irs_uaccess_lookup, irs_uaccess_read, irs_uaccess_write,
@@ -475,7 +475,7 @@ cdef class VmCore:
         cdef mask128 m = bitmap_zero()
         gic5_lock(&self.vm.lock)
         if self.vm.nr_vcpus > 0:
-            m = exposed_of(&self.vm, self.vm.vcpus[0])
+            m = exposed_of(&self.vm, self.vm.vcpus[0], SHAPE_ANY)
         else:
             m = self.vm.exposed
         gic5_unlock(&self.vm.lock)
@@ -1155,9 +1155,9 @@ cdef class VmCore:
         if rc == 0:
             v.running = 1
             if self.vm.has_device:
-                vcpu_load(&self.vm, v)
+                vcpu_load(&self.vm, v, SHAPE_ANY)
                 serve_requests(&self.vm, v)  # check_vcpu_requests before the entry
-                flush(&self.vm, v, WIDE_ANY)
+                flush(&self.vm, v, SHAPE_ANY)
         gic5_unlock(&self.vm.lock)
         check(rc)
 
@@ -1167,8 +1167,8 @@ cdef class VmCore:
         gic5_lock(&self.vm.lock)
         if v.running:
             if v.loaded:
-                fold(&self.vm, v, WIDE_ANY)
-                vcpu_put(&self.vm, v)  # back to userspace: vcpu_put
+                fold(&self.vm, v, SHAPE_ANY)
+                vcpu_put(&self.vm, v, SHAPE_ANY)  # back to userspace: vcpu_put
             v.running = 0
         gic5_unlock(&self.vm.lock)
 

@@ -342,7 +342,7 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
     # build's generic copy
     ("final", "mixed", "uniform"), ("final", "edges", "uniform"), ("7.4", "mixed", "uniform"),
     ("7.4", "spi", "uniform"), ("final", "mixed", "sorted"), ("final", "edges", "burst"),
-    ("7.4", "spi", "burst"), ("7.4", "mixed", "sorted")])
+    ("7.4", "spi", "burst"), ("7.4", "mixed", "sorted"), ("7.4", "edges", "uniform")])
 def test_narrow_build_gives_the_generic_builds_results(profile, mix, pattern):
     """storm_run's one-word builds (narrow, the default on 64-PPI VMs: one copy per mix for
     the uniform pattern, one for the others) and the generic two-word build of the same
