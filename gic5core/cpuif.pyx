@@ -119,7 +119,7 @@ cdef class CpuIf:
             # enabled). final: ENABLER1 (an odd Op2) is accepted and ignored.
             v.ich_enabler.w[k] = val & e.w[k]
             v.enabled.w[k] = (v.enabled.w[k] & ~e.w[k]) | v.ich_enabler.w[k]
-        serve_requests(vm, v)
+        serve_requests(vm, v, SHAPE_ANY)
         flush(vm, v, SHAPE_ANY)  # and the guest is entered again
         self.leave()
 
@@ -179,7 +179,7 @@ cdef class CpuIf:
         else:
             target.w[k] &= ~val
         if vm.prof.trap_wide:
-            serve_requests(vm, v)
+            serve_requests(vm, v, SHAPE_ANY)
             flush(vm, v, SHAPE_ANY)
         self.leave()
 
@@ -216,7 +216,7 @@ cdef class CpuIf:
             e = exposed_of(vm, v, SHAPE_ANY)
             if test_bit(p, &e):
                 image_set_priority(vm, v, p, pr)
-            serve_requests(vm, v)
+            serve_requests(vm, v, SHAPE_ANY)
             flush(vm, v, SHAPE_ANY)
         elif test_bit(p, &vm.impl):
             image_set_priority(vm, v, p, pr)  # v3/final: hardware, implemented PPIs only
@@ -261,7 +261,7 @@ cdef class CpuIf:
         cdef vm_t* vm = &self.core.vm
         cdef uint64_t r = v.vcpu_id & 0xffff
         fold(vm, v, SHAPE_ANY)  # the trap is an exit (every profile traps it: v2, v3 ignore
-        serve_requests(vm, v)  # writes, final and 7.4 UNDEF them), the handler, an entry
+        serve_requests(vm, v, SHAPE_ANY)  # writes, final and 7.4 UNDEF them), the handler, an entry
         flush(vm, v, SHAPE_ANY)
         self.leave()
         return r
@@ -418,7 +418,7 @@ cdef class CpuIf:
             irs_mmio_write(vm, off, sz, val)
         else:
             r = irs_mmio_read(vm, off, sz)
-        serve_requests(vm, v)
+        serve_requests(vm, v, SHAPE_ANY)
         flush(vm, v, SHAPE_ANY)
         self.leave()
         return None if write else r
@@ -450,7 +450,7 @@ cdef class CpuIf:
         put_wfi(vm, v)
         wake = has_pending(vm, v)
         vcpu_load(vm, v, SHAPE_ANY)
-        serve_requests(vm, v)  # check_vcpu_requests in the run loop, after kvm_vcpu_wfi
+        serve_requests(vm, v, SHAPE_ANY)  # check_vcpu_requests in the run loop, after kvm_vcpu_wfi
         flush(vm, v, SHAPE_ANY)
         self.leave()
         return wake

@@ -7,14 +7,15 @@
 # - Every function is `noexcept nogil` and touches only vm_t / vcpu_t; callers hold vm.lock.
 # - Return conventions: 0 / -errno for operations KVM can fail; a PPI index or -1 for CDIA.
 # - Profile differences are read from vm.prof at the switch points named in profile.pxd.
-# - flush, fold, cpu_cdia, exposed_of, vcpu_load and vcpu_put take `shape`, a promise about
-#   every VM they can run on, as bits: SHAPE_WIDE (a VM may have 128 PPIs), SHAPE_LEGACY (a
-#   VM's profile may have one of the v2/v3 switches legacy_profile names set), SHAPE_IRS (a
-#   VM's profile may have irs_uapi). SHAPE_ANY (every caller but a storm) promises nothing
-#   and runs the code as written. A storm whose VMs all lack a bit passes a constant without
-#   it: mask_cut then drops the word-1 work, and a switch behind a missing bit is not read,
-#   because its value is known (False) for every VM. The values are the same (state.pxd:
-#   word 1 of every mask is zero on a 64-PPI VM; storm_loop checks the profiles).
+# - flush, fold, cpu_cdia, exposed_of, vcpu_load, vcpu_put and serve_requests take `shape`, a
+#   promise about every VM they can run on, as bits: SHAPE_WIDE (a VM may have 128 PPIs),
+#   SHAPE_LEGACY (a VM's profile may have one of the v2/v3 switches legacy_profile names set),
+#   SHAPE_IRS (a VM's profile may have irs_uapi: without it, the 7.4-only state prio_raw, reload_req
+#   and irs_enabled is known clear). SHAPE_ANY (every caller but a storm) promises nothing and runs
+#   the code as written. A storm whose VMs all lack a bit passes a constant without it: mask_cut
+#   then drops the word-1 work, and a switch behind a missing bit is not read, because its value is
+#   known (False) for every VM. The values are the same (state.pxd: word 1 of every mask is zero on
+#   a 64-PPI VM; storm_loop checks the profiles).
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
 #   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
@@ -76,9 +77,11 @@ cdef inline vcpu_t* vcpu_by_id(const vm_t* vm, uint32_t vcpu_id) noexcept nogil:
 
 
 cdef inline bint legacy_profile(const profile_t* p) noexcept nogil:
-    # The switches a shape without SHAPE_LEGACY promises are off: all of them v2/v3 only.
+    # The switches a shape without SHAPE_LEGACY promises are off (clear_edge_latch_on_entry:
+    # on): all of them v2/v3 only.
     return p.pendr_shadow or p.fold_changed_only or p.fold_changed_enabler or \
-        p.fold_skips_dvi or p.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED
+        p.fold_skips_dvi or p.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED or \
+        not p.clear_edge_latch_on_entry
 
 
 cdef inline mask128 exposed_of(const vm_t* vm, const vcpu_t* v, int shape) noexcept nogil:
@@ -420,7 +423,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     cdef mask128 e, pend
     cdef unsigned int i
     cdef bint wide = shape & SHAPE_WIDE
-    if v.prio_raw:
+    if (shape & SHAPE_IRS) and v.prio_raw:
         # 7.4: ICH_PPI_PRIORITYRn_EL2 restored from the raw bytes a CPU_SYSREGS write stored:
         # the hardware keeps the fields of implemented PPIs only, and the exit saves that
         # back (so a later CPU_SYSREGS read sees the cut register).
@@ -443,7 +446,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         # irq_is_pending, not kvm_pending: a hw PPI's bit is dropped below (~DVIR) either way.
         e = exposed_of(vm, v, shape)
         pend = bitmap_and(irq_is_pending(vm, v), e)
-        if vm.prof.clear_edge_latch_on_entry:
+        if not (shape & SHAPE_LEGACY) or vm.prof.clear_edge_latch_on_entry:
             v.pending_latch = mask_cut(bitmap_andnot(v.pending_latch,
                                                      bitmap_and(e, edge_cfg_of(vm))), wide)
     # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").
@@ -552,12 +555,13 @@ cdef inline void vcpu_put(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         make_non_resident(v, 0)
 
 
-cdef inline void serve_requests(vm_t* vm, vcpu_t* v) noexcept nogil:
+cdef inline void serve_requests(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
     # check_vcpu_requests before a re-entry (arm.c @ 589d6072, 7.4): KVM_REQ_RELOAD_GICv5 is
     # vgic_v5_put + vgic_v5_load, which re-derives IRICHPPIDIS (and, as a put, clears
     # db_fired). Called before every entry: after the load of a KVM_RUN or a WFI, and between
-    # the fold and the flush of an exit handled in the kernel.
-    if v.reload_req:
+    # the fold and the flush of an exit handled in the kernel. Only the IRS's enable and
+    # disable (7.4) set reload_req: a shape without SHAPE_IRS knows it clear.
+    if (shape & SHAPE_IRS) and v.reload_req:
         v.reload_req = 0
         vcpu_put(vm, v, SHAPE_ANY)
         vcpu_load(vm, v, SHAPE_ANY)

@@ -124,13 +124,13 @@ ctypedef struct vcpu_t:
     uint8_t cpu_lines        # KVM_ARM_IRQ_TYPE_CPU lines: bit 0 IRQ, bit 1 FIQ
     uint8_t timer_level      # recorded timer line levels, bit = timer index
     uint8_t pmu_level        # recorded PMU overflow line level
-    uint8_t prio_raw         # 7.4: a CPU_SYSREGS write put raw PRIORITYR bytes in the image
+    uint8_t prio_raw         # 7.4 (irs_uapi VMs only): a CPU_SYSREGS write put raw PRIORITYR bytes
                              # (unimplemented PPIs too); the next entry's hardware drops them
     # --- the VPE (7.4): residency and ICH_CONTEXTR_EL2 (vgic_v5_load / vgic_v5_put) ---
     uint8_t resident         # between vgic_v5_load and vgic_v5_put (the IRS may signal it)
     uint8_t db_fired         # the VPE doorbell fired (db_handler); cleared when made
                              # non-resident (__vgic_v5_make_non_resident)
-    uint8_t reload_req       # KVM_REQ_RELOAD_GICv5 pending: put + load before the next entry
+    uint8_t reload_req       # 7.4 (irs_uapi VMs only): KVM_REQ_RELOAD_GICv5, put + load next entry
     uint64_t contextr        # ICH_CONTEXTR_EL2 as last written: V 63, IRICHPPIDIS 61, DB 60,
                              # DBPM 59:55, VPE 47:32 (= vcpu_id); VM 15:0 always 0 (host VM
                              # ids are not modelled). 0 while non-resident without a doorbell

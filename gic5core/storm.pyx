@@ -252,7 +252,7 @@ cdef inline void guest_entry(vm_t* vm, vcpu_t* v, uint8_t* truth, ctx_t* c,
     if load:
         vcpu_load(vm, v, shape)
         c.vs.runs += 1
-    serve_requests(vm, v)
+    serve_requests(vm, v, shape)
     flush(vm, v, shape)
     if truth[0] & T_EDGE_L:
         truth[0] = (truth[0] & ~T_EDGE_L) | T_EDGE_H
@@ -434,7 +434,7 @@ cdef inline int service(vm_t* vm, vcpu_t* v, uint8_t* truth, uint8_t* struth,
         if ppi < 0:
             break
         acks += 1
-        if ppi >= SPI_INTID_BASE:
+        if (shape & SHAPE_IRS) and ppi >= SPI_INTID_BASE:  # cpu_cdia's IRS candidate
             ack_spi(vm, v, struth, <uint32_t>ppi, c)
             continue
         ack_one(vm, v, truth, ppi, c, shape)
@@ -616,13 +616,16 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
             c.vs = &stats[t]
             # the SPI truth and stamps of t's VM (laid out per VM, NR_SPIS_MAX each)
             st = spi_truth
-            if vm.irs_enabled:  # only a VM whose guest enabled its IRS can take SPIs
+            # only a VM whose guest enabled its IRS can take SPIs: an irs_uapi VM (a shape
+            # without SHAPE_IRS has none; vm.pyx and cpuif.pyx refuse the IRS's writers there,
+            # and StormConfig the SPI mix)
+            if (shape & SHAPE_IRS) and vm.irs_enabled:
                 # t's VM in the storm (32-bit: storm_run keeps the vCPU count below 2^31)
                 q = <uint32_t>t / <uint32_t>per_vm
                 st = &spi_truth[q * 1024]
                 c.ss = &spi_stamps[q * 1024]
-            if mix == MIX_SPI or (mix == MIX_MIXED and vm.irs_enabled and
-                                  ((r & 7) == 4 or (r & 7) == 5)):
+            if (shape & SHAPE_IRS) and (mix == MIX_SPI or (
+                    mix == MIX_MIXED and vm.irs_enabled and ((r & 7) == 4 or (r & 7) == 5))):
                 # the SPI is drawn from the word's scrambled bits (its top bits chose t)
                 inject_spi_event(vm, <int>(<uint32_t>t - q * <uint32_t>per_vm), per_vm, st,
                                  r * 0x9E3779B97F4A7C15ULL, c)

@@ -566,6 +566,11 @@ cdef class VmCore:
         cdef vcpu_t* v
         cdef int i, reg
         cdef unsigned int n
+        if not self.vm.prof.irs_uapi:
+            # The group is 7.4's (the front end answers ENXIO before the core); refused here
+            # too, so that prio_raw is never set on a VM without irs_uapi (the storm's final
+            # shape does not read it: ppi.pxd flush).
+            return -ENXIO
         if self.vm.dead:
             return -EIO
         v = vcpu_by_sysreg_attr(&self.vm, attr)
@@ -764,6 +769,10 @@ cdef class VmCore:
 
     cdef int irs_regs_gate(self, bint write, bint readable) noexcept nogil:
         # The checks before the register (SET order; GET skips the read and the has-run).
+        # The group is 7.4's: refused on other profiles here too (the front end answers ENXIO
+        # first), so that irs_enabled is never set on a VM without irs_uapi (storm.pyx).
+        if not self.vm.prof.irs_uapi:
+            return -ENXIO
         if self.vm.dead:
             return -EIO
         if self.vm.nr_vcpus == 0:
@@ -1156,7 +1165,7 @@ cdef class VmCore:
             v.running = 1
             if self.vm.has_device:
                 vcpu_load(&self.vm, v, SHAPE_ANY)
-                serve_requests(&self.vm, v)  # check_vcpu_requests before the entry
+                serve_requests(&self.vm, v, SHAPE_ANY)  # check_vcpu_requests before the entry
                 flush(&self.vm, v, SHAPE_ANY)
         gic5_unlock(&self.vm.lock)
         check(rc)

@@ -368,3 +368,32 @@ def test_narrow_build_gives_the_generic_builds_results(profile, mix, pattern):
     for key in ("stats", "latency", "spi_stamps"):
         np.testing.assert_array_equal(a[key], b[key])
     assert saved[0] == saved[1]
+
+
+@pytest.mark.parametrize("profile", ["v2", "v3", "final"])
+def test_core_refuses_the_irs_era_writers_on_ppi_only_profiles(profile):
+    """The IRS-era state is 7.4's: on v2 / v3 / final the core itself (not only the front
+    end, whose vgic_v5_has_attr answers ENXIO for KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS and
+    GRP_IRS_REGS there) refuses a CPU_SYSREGS write (vgic_v5_attr_regs_access) and an IRS_CR0
+    restore (vgic_v5_irs_uaccess_write) with ENXIO and changes nothing. The storm's copies for
+    VMs without irs_uapi rely on it: they never read prio_raw, reload_req or irs_enabled."""
+    import errno
+    from gic5 import uapi
+    vm = gic5.Kvm(profile=profile).create_vm()
+    vm.create_vcpu(0)
+    dev = vm.create_device(uapi.KVM_DEV_TYPE_ARM_VGIC_V5)
+    dev.set_attr(uapi.KVM_DEV_ARM_VGIC_GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT)
+    before = vm.vcpus[0].pending_ppis(), vm.vcpus[0].enabled_ppis()
+    attr = uapi.cpu_sysreg_attr(0, uapi.SYS_ICC_PPI_ENABLER0_EL1)
+    with pytest.raises(OSError) as e:
+        vm._sysreg_set(attr, True, 1 << 3)
+    assert e.value.errno == errno.ENXIO
+    # the core's ADDR setter is not gated by profile (the front end is): an IRS base set
+    # through it still does not open IRS_REGS
+    vm._irs_addr_set(uapi.KVM_VGIC_V5_ADDR_TYPE_IRS, True, 0x10000000)
+    for call in (lambda: vm._irs_regs_set(uapi.GICV5_IRS_CR0, True, uapi.GICV5_IRS_CR0_IRSEN),
+                 lambda: vm._irs_regs_get(uapi.GICV5_IRS_CR0)):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.ENXIO
+    assert (vm.vcpus[0].pending_ppis(), vm.vcpus[0].enabled_ppis()) == before
