@@ -36,7 +36,8 @@ else:
 # the latency record stayed calls), so the storm's module raises them. With a copy of the loop
 # per shape (storm.pyx) the old limits (single 1000, unit growth 1000) left `service` out of
 # line in one copy, and the IPA-CP threshold lets gcc clone each copy on its constant pattern
-# and mix (callgrind, final edges: 333 -> 327 instructions per delivery).
+# (callgrind, final edges: 333 -> 327 instructions per delivery; the mixes share one clone:
+# storm.pyx, storm_loop).
 STORM_CFLAGS = ["--param=large-function-growth=10000", "--param=max-inline-insns-single=30000",
                 "--param=inline-unit-growth=10000", "--param=large-function-insns=100000",
                 "--param=ipa-cp-eval-threshold=1"]

@@ -686,16 +686,18 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
     # storm_events, compiled several times over, each copy with a constant shape (ppi.pxd):
     # SHAPE_ANY unless narrow is set and every VM has 64 PPIs (final, 7.4), so flush / fold /
     # CDIA do no word-1 work; without SHAPE_LEGACY when no VM's profile is a legacy_profile,
-    # and without SHAPE_IRS when none has irs_uapi, so those switches are not read per event
-    # (final's copies have neither: callgrind, final edges 353 -> 327 instructions per
-    # delivery, mixed 383 -> 343 per event). In each one-word shape the uniform pattern (the
-    # benchmarks' and gic5-storm's default) gets one copy per mix with pattern and mix as
-    # constants, so the event loop carries no test of either (edges: 392 -> 363). Each shape's
-    # copies are storm_events specialised on a tag type (shape_tag_t): as a plain int
+    # and without SHAPE_IRS when none has irs_uapi, so those switches and the 7.4-only state
+    # are not read per event (final's copies have neither: callgrind, final edges 353 -> 312
+    # instructions per delivery, mixed 383 -> 326 per event). In each one-word shape
+    # storm_mixes calls the uniform pattern (the benchmarks' and gic5-storm's default) with
+    # pattern and mix as constants; gcc clones the shape's copy on the constant pattern but
+    # keeps one clone for the mixes, with mix a variable (a build where only the edges call
+    # existed measured 313.6 against 312.7: the mix tests cost nothing measurable). Each
+    # shape's copies are storm_events specialised on a tag type (shape_tag_t): as a plain int
     # argument, gcc cloned one copy for two shapes with the shape left variable (edges 416).
-    # The same functions in every copy; only what the compiler
-    # knows differs (tests/test_storm.py runs the copies against the generic build and
-    # compares every output).
+    # The same functions in every copy; only what the compiler knows differs
+    # (tests/test_storm.py runs the copies against the generic build and compares every
+    # output).
     cdef int k
     cdef bint legacy = False, irs = False
     for k in range(nvms):
@@ -727,8 +729,9 @@ cdef inline void storm_mixes(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                              uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
                              vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
                              shape_tag_t tag) noexcept nogil:
-    # storm_loop's copies for one one-word shape: the uniform pattern per mix (SPIs only
-    # where the shape has the IRS), then the others' generic copy.
+    # storm_loop's calls for one one-word shape: the uniform pattern with each mix as a
+    # constant (SPIs only where the shape has the IRS), then the other patterns. gcc decides
+    # how many clones these become (storm_loop's comment says what it chose).
     if pattern == PATTERN_UNIFORM and mix == MIX_EDGES:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
                      PATTERN_UNIFORM, service_every, seed, drain, MIX_EDGES, tvm, tv, stats,
