@@ -16,7 +16,8 @@
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, ENXIO, ENOMEM
-from gic5core.state cimport vm_t, vcpu_t, MAX_VCPUS, IRQ_WORD_VCPU_IDS, NO_VCPU
+from gic5core.state cimport (vm_t, vcpu_t, MAX_VCPUS, IRQ_WORD_VCPU_IDS, NO_VCPU,
+                             SPI_READY_ROW)
 from gic5core.ist cimport (ist_store, vdpend, ISTE_PENDING, ISTE_ACTIVE, ISTE_HM, ISTE_ENABLE,
                            ISTE_IRM, ISTE_HWU, ISTE_PRIO_SHIFT, ISTE_IAFFID_SHIFT)
 
@@ -139,21 +140,27 @@ cdef inline unsigned int roundup_pow_of_two(uint32_t x) noexcept nogil:
     return p
 
 
-cdef inline void irs_init(vm_t* vm) noexcept nogil:
+cdef inline int irs_init(vm_t* vm) noexcept nogil:
     # kvm_vgic_v5_irs_init (at CTRL_INIT, 7.4): the SPI IST of 2 ** spi_id_bits zeroed ISTEs
     # (vgic_v5_alloc_linear_ist: not pending, inactive, edge, disabled, priority 0, IAFFID 0),
     # and the register reset values; vgic.enabled stays 0. vpe_id_bits is the VMTE's
-    # (vgic_v5_vmte_init): fls(max(2, roundup_pow_of_two(max vcpu_id + 1))) - 1.
+    # (vgic_v5_vmte_init): fls(max(2, roundup_pow_of_two(max vcpu_id + 1))) - 1. The model's
+    # ready rows (ist.pxd) are allocated first: 0, or -ENOMEM with nothing changed (the
+    # kernel's IST allocation fails the same way).
     cdef unsigned int i, top = 0
-    vm.ist_entries = roundup_pow_of_two(vm.nr_spis) if vm.prof.spi_ids_pow2 else vm.nr_spis
-    for i in range(1024):
-        vm.ist[i] = 0
-    for i in range(16):
-        vm.spi_ready[i] = 0
-    vm.spi_ready_words = 0
+    cdef uint64_t* ready
     for i in range(<unsigned int>vm.nr_vcpus):
         if vm.vcpus[i].vcpu_id > top:
             top = vm.vcpus[i].vcpu_id
+    ready = <uint64_t*>calloc(<size_t>(top + 1) * SPI_READY_ROW, sizeof(uint64_t))
+    if ready == NULL:
+        return -ENOMEM
+    free(vm.spi_ready)
+    vm.spi_ready = ready  # all zero: no ISTE is ready
+    vm.spi_ready_ids = top + 1
+    vm.ist_entries = roundup_pow_of_two(vm.nr_spis) if vm.prof.spi_ids_pow2 else vm.nr_spis
+    for i in range(1024):
+        vm.ist[i] = 0
     top = roundup_pow_of_two(top + 1)
     vm.vpe_id_bits = <unsigned char>(fls32(top if top > 2 else 2) - 1)
     vm.irs_idr0 = 1 | (vm.host_pa_range << 2)
@@ -166,6 +173,7 @@ cdef inline void irs_init(vm_t* vm) noexcept nogil:
     vm.ist_cfgr = 0
     vm.ist_baser = 0
     vm.lpi_ist_restore_pending = 0
+    return 0
 
 
 cdef inline void lpi_ist_free(vm_t* vm) noexcept nogil:

@@ -5,12 +5,14 @@
 #   active, enable, priority, target and handling mode live here, in the ISTEs the hardware
 #   virtual IRS owns. Only the hardware changes them: KVM's VDPEND (injection, IST restore
 #   replay), the guest's GIC CD* instructions and its acknowledge.
-# - Every write of an ISTE goes through ist_store, which keeps the derived bitmap
-#   vm.spi_ready (ENABLE and PENDING and not ACTIVE) and its summary vm.spi_ready_words (bit
-#   k: word k has a bit) exact, so the IRS candidate is a scan of set bits of non-empty
-#   words, never of the whole table nor of empty words (callgrind, SPI storm on 256 SPIs:
-#   the scan of four words, twice per guest run, was ~60 of its ~600 instructions per
-#   delivery).
+# - Every write of an ISTE goes through ist_store, which keeps the derived bitmaps
+#   vm.spi_ready exact: per vCPU, the SPIs that are ENABLE and PENDING and not ACTIVE and
+#   target it, with a summary word (bit k: word k has a bit). The IRS candidate of a vCPU is
+#   then a scan of its own ready SPIs, never of the whole table, of empty words, or of SPIs
+#   ready for other vCPUs (callgrind, SPI storm on 256 SPIs: the scan of four words, twice
+#   per guest run, was ~60 of its ~600 instructions per delivery; with one VM-wide bitmap a
+#   vCPU's acknowledge walked every SPI ready anywhere in the VM, O(SPIs pending) when
+#   the guests are served less often than SPIs arrive).
 # - The table has 2 ** spi_id_bits entries (vgic_v5_spi_ist_alloc: the power of two at or
 #   above nr_spis, what KVM tells the hardware in the VMTE); ids in [nr_spis, 2 ** bits) exist
 #   in hardware (spec Q4, model choice "pow2") but KVM never touches them.
@@ -18,7 +20,7 @@
 
 from libc.stdint cimport uint32_t, uint64_t
 from gic5core.mask cimport gic5_ctz64
-from gic5core.state cimport vm_t, vcpu_t
+from gic5core.state cimport vm_t, vcpu_t, SPI_READY_ROW
 
 cdef enum:
     # ISTE fields (GICV5_ISTL2E_*, vgic-v5-tables.c; QEMU L2_ISTE): one 32-bit word per SPI
@@ -33,18 +35,42 @@ cdef enum:
     SPI_INTID_BASE = 0x60000000  # GICV5_HWIRQ_TYPE_SPI << 29 (vgic_v5_make_spi)
 
 
+cdef inline bint iste_ready(uint32_t w) noexcept nogil:
+    # What the IRS can offer: enabled, pending, not active.
+    return (w & (ISTE_ENABLE | ISTE_PENDING | ISTE_ACTIVE)) == (ISTE_ENABLE | ISTE_PENDING)
+
+
+cdef inline uint64_t* ready_row(const vm_t* vm, uint32_t w) noexcept nogil:
+    # The spi_ready row of the id ISTE w targets (IAFFID), NULL above the highest vcpu_id (no
+    # vCPU has it: the SPI is offered to no one, as the hardware offers it to no VPE). The row
+    # of an id below it that no vCPU has is written but never read.
+    cdef uint32_t iaffid = w >> ISTE_IAFFID_SHIFT
+    if iaffid >= vm.spi_ready_ids:
+        return NULL
+    return vm.spi_ready + <size_t>iaffid * SPI_READY_ROW
+
+
 cdef inline void ist_store(vm_t* vm, unsigned int id, uint32_t w) noexcept nogil:
-    # The one writer of an ISTE: the word, its bit of spi_ready and that word's summary bit.
+    # The one writer of an ISTE: the word, then its bit in the ready row of the vCPU it
+    # targeted before (cleared) and of the one it targets now (set), with the rows' summary
+    # bits. Caller: id < vm.ist_entries (so vm.spi_ready exists).
     cdef uint64_t bit = (<uint64_t>1) << (id & 63), word
+    cdef unsigned int k = id >> 6
+    cdef uint32_t old = vm.ist[id]
+    cdef uint64_t* row
     vm.ist[id] = w
-    if (w & (ISTE_ENABLE | ISTE_PENDING | ISTE_ACTIVE)) == (ISTE_ENABLE | ISTE_PENDING):
-        vm.spi_ready[id >> 6] |= bit
-        vm.spi_ready_words |= (<uint64_t>1) << (id >> 6)
-    else:
-        word = vm.spi_ready[id >> 6] & ~bit
-        vm.spi_ready[id >> 6] = word
-        if word == 0:  # (a branch: cheaper than a branch-free update, callgrind)
-            vm.spi_ready_words &= ~((<uint64_t>1) << (id >> 6))
+    if iste_ready(old):
+        row = ready_row(vm, old)
+        if row != NULL:
+            word = row[1 + k] & ~bit
+            row[1 + k] = word
+            if word == 0:  # (a branch: cheaper than a branch-free update, callgrind)
+                row[0] &= ~((<uint64_t>1) << k)
+    if iste_ready(w):
+        row = ready_row(vm, w)
+        if row != NULL:
+            row[1 + k] |= bit
+            row[0] |= (<uint64_t>1) << k
 
 
 cdef inline void vdpend(vm_t* vm, unsigned int id, bint pending) noexcept nogil:
@@ -74,19 +100,21 @@ cdef inline int ist_candidate(const vm_t* vm, const vcpu_t* v, unsigned int* pri
     # are out of scope (never delivered). Returns the SPI id, or -1.
     cdef int best = -1
     cdef unsigned int best_p = 32, p, k, id
-    cdef uint64_t m, words = vm.spi_ready_words
-    cdef uint32_t w
-    while words:  # the non-empty words, ascending
+    cdef const uint64_t* row
+    cdef uint64_t m, words
+    if v.vcpu_id >= vm.spi_ready_ids:
+        prio[0] = best_p
+        return best  # no IST yet: nothing is ready
+    row = vm.spi_ready + <size_t>v.vcpu_id * SPI_READY_ROW
+    words = row[0]
+    while words:  # v's non-empty words, ascending
         k = <unsigned int>gic5_ctz64(words)
         words &= words - 1
-        m = vm.spi_ready[k]
+        m = row[1 + k]
         while m:
             id = (k << 6) + <unsigned int>gic5_ctz64(m)
             m &= m - 1
-            w = vm.ist[id]
-            if (w >> ISTE_IAFFID_SHIFT) != v.vcpu_id:
-                continue
-            p = iste_priority(w)
+            p = iste_priority(vm.ist[id])
             if p < best_p or (p == best_p and not vm.prof.irs_tie_lowest_id):
                 best_p = p
                 best = <int>id

@@ -28,6 +28,9 @@
 #   the vCPU's first run masks them (finalize). Writes are refused once any vCPU ran, so the
 #   invariant holds again whenever a vCPU is loaded.
 # - SPI bitmaps hold bits only below nr_spis (7.4); other profiles never touch them.
+#   vm.spi_ready (bits below ist_entries) is allocated with the IST at CTRL_INIT, one row per
+#   vcpu_id up to the highest; no vCPU can be created after CTRL_INIT, so its rows are fixed
+#   from then on (the row of an id no vCPU has is kept but never read).
 
 from libc.stdint cimport uint8_t, uint16_t, int16_t, uint32_t, uint64_t
 from gic5core.mask cimport mask128
@@ -49,6 +52,7 @@ cdef enum:
 cdef enum:
     NR_SPIS_MAX = 1024      # VGIC_V5_MAX_NR_SPIS (7.4)
     SPI_WORDS = 16          # NR_SPIS_MAX / 64: words of a per-SPI bitmap
+    SPI_READY_ROW = 17      # words of a vCPU's row of vm.spi_ready: the summary, SPI_WORDS
     NR_SPIS_DEFAULT = 32    # VGIC_V5_DEFAULT_NR_SPIS: also the NR_IRQS minimum and step (7.4)
 
 cdef enum:  # timer index (the KVM_ARM_VCPU_TIMER_IRQ_* attr numbers)
@@ -193,8 +197,11 @@ ctypedef struct vm_t:
     uint64_t spi_cfg_level[16]  # per SPI: config LEVEL (0 = EDGE, KVM's default)
     # --- the virtual IRS (7.4): the hardware's SPI IST and KVM's emulated IRS registers ---
     uint32_t ist[1024]       # the virtual SPI IST: one ISTE per SPI (ist.pxd; ist_store only)
-    uint64_t spi_ready[16]   # derived from ist: ENABLE and PENDING and not ACTIVE, per SPI
-    uint64_t spi_ready_words  # derived from spi_ready: bit k set iff spi_ready[k] is not 0
+    uint64_t* spi_ready      # derived from ist, one row of SPI_READY_ROW words per vcpu_id
+                             # below spi_ready_ids (NULL until CTRL_INIT made the IST): row[1+k]
+                             # bit b is SPI 64k + b ready (ENABLE, PENDING, not ACTIVE) and
+                             # targeted at that id (IAFFID); row[0] bit k: row[1 + k] is not 0
+    uint32_t spi_ready_ids   # rows of spi_ready: the highest vcpu_id + 1 (0 while NULL)
     uint32_t* lpi_ist        # the host LPI IST (ISTE words; contents are stored, never
                              # delivered: LPIs are out of scope); NULL when none exists
     uint32_t lpi_ist_words   # its entries, 2 ** lpi_id_bits; 0 when none

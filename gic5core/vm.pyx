@@ -292,6 +292,9 @@ cdef class VmCore:
     def __dealloc__(self):
         cdef int i
         lpi_ist_free(&self.vm)
+        free(self.vm.spi_ready)
+        self.vm.spi_ready = NULL
+        self.vm.spi_ready_ids = 0
         for i in range(self.vm.nr_vcpus):
             free(self.vm.vcpus[i])
             self.vm.vcpus[i] = NULL
@@ -451,10 +454,10 @@ cdef class VmCore:
             for i in range(self.vm.nr_vcpus):
                 if self.vm.vcpus[i].el2:
                     rc = -EINVAL  # nested virtualisation is refused
+            if rc == 0 and self.vm.prof.irs_uapi:
+                rc = irs_init(&self.vm)  # kvm_vgic_v5_irs_init: the SPI IST, the registers
             if rc == 0:
                 self.vm.userspace_ppis = userspace_mask(&self.vm)
-                if self.vm.prof.irs_uapi:
-                    irs_init(&self.vm)  # kvm_vgic_v5_irs_init: the SPI IST, the registers
                 if self.vm.prof.gate_by_umask:
                     self.vm.irq_line_gate = self.vm.userspace_ppis
                 self.vm.initialised = 1

@@ -593,6 +593,50 @@ def test_delivery_predicate():
         assert cpu.cdia() == spi(0)
 
 
+def test_spi_target_follows_cdaff():
+    """Spec 8 rule 6 (QEMU irs_recalc_hppi: the IRS offers an SPI only to the VPE its IAFFID
+    names; KVM's VPE id is the vcpu_id): with sparse vCPU ids 0 and 5, a pending SPI moved by
+    CDAFF is offered to its new target only; one targeted at an id no vCPU has is offered to
+    nobody until CDAFF names a vCPU; an SPI retargeted while active and made pending again is
+    offered, after its deactivation, to the new target."""
+    vm, _ = ready_vm(ids=(0, 5))
+    a, b = vm.vcpus
+    assert (a.vcpu_id, b.vcpu_id) == (0, 5)
+    with a.run() as cpu:
+        guest_spi(cpu, 0, target=5)
+        guest_spi(cpu, 1, target=5, enable_irs=False)
+        guest_spi(cpu, 2, target=9, enable_irs=False)  # no vCPU has id 9
+        cpu_on(cpu)
+    for n in (0, 1, 2):
+        vm.irq_line(line(n), 1)
+    with a.run() as cpu:
+        cpu_on(cpu)
+        assert cpu.cdia() is None  # all three target others
+    with b.run() as cpu:
+        cpu_on(cpu)
+        assert cpu.cdia() == spi(0)
+        cpu.cdaff(spi(1), 0)  # pending: now vCPU 0's
+        cpu.cdaff(spi(0), 0)  # active: vCPU 0's once pending and inactive again
+        cpu.cdpend(spi(0), 1)
+        cpu.cddi(spi(0))
+        cpu.cdeoi()
+        assert cpu.cdia() is None  # SPI 0 and 1 moved, SPI 2 still targets id 9
+        cpu.cdaff(spi(2), 5)
+        assert cpu.cdia() == spi(2)
+        cpu.cddi(spi(2))
+        cpu.cdeoi()
+        assert cpu.cdia() is None
+    with a.run() as cpu:
+        cpu_on(cpu)
+        assert cpu.cdia() == spi(0)  # same priority: the lowest id first
+        cpu.cddi(spi(0))
+        cpu.cdeoi()
+        assert cpu.cdia() == spi(1)
+        cpu.cddi(spi(1))
+        cpu.cdeoi()
+        assert cpu.cdia() is None
+
+
 def test_irs_disabled_sets_irichppidis():
     """Spec 4.8 / vgic_v5_load: IRICHPPIDIS = !vgic.enabled; with it the IRS candidate is gone
     (PPIs are unaffected); IST state still changes."""
