@@ -111,6 +111,11 @@ def target_report():
                      f"{'ok' if ok else 'MISSED'}")
         if not ok:
             missed.append("SPI storm deliveries/s")
+    wait = [(k.split("_")[1], v) for k, v in sorted(_TIMINGS.items())
+            if k.startswith("spiwait_")]
+    if wait:
+        lines.append("SPI storm ns per injection, served every 4 injections (no target): "
+                     + ", ".join(f"{shape} vCPUs: {v * 1e9:.1f}" for shape, v in wait))
     flat = sorted((int(k.split("_")[1]), v) for k, v in _TIMINGS.items()
                   if k.startswith("flat_"))
     if flat:
