@@ -40,14 +40,13 @@ cdef inline bint iste_ready(uint32_t w) noexcept nogil:
     return (w & (ISTE_ENABLE | ISTE_PENDING | ISTE_ACTIVE)) == (ISTE_ENABLE | ISTE_PENDING)
 
 
-cdef inline uint64_t* ready_row(const vm_t* vm, uint32_t w) noexcept nogil:
-    # The spi_ready row of the id ISTE w targets (IAFFID), NULL above the highest vcpu_id (no
-    # vCPU has it: the SPI is offered to no one, as the hardware offers it to no VPE). The row
-    # of an id below it that no vCPU has is written but never read.
-    cdef uint32_t iaffid = w >> ISTE_IAFFID_SHIFT
-    if iaffid >= vm.spi_ready_ids:
+cdef inline uint64_t* ready_row(const vm_t* vm, uint32_t vcpu_id) noexcept nogil:
+    # The spi_ready row of vcpu_id, NULL above the highest vcpu_id or before the IST exists
+    # (an SPI targeting such an id is offered to no one, as the hardware offers it to no VPE).
+    # The row of an id below it that no vCPU has is written but never read.
+    if vcpu_id >= vm.spi_ready_ids:
         return NULL
-    return vm.spi_ready + <size_t>iaffid * SPI_READY_ROW
+    return vm.spi_ready + <size_t>vcpu_id * SPI_READY_ROW
 
 
 cdef inline void ist_store(vm_t* vm, unsigned int id, uint32_t w) noexcept nogil:
@@ -60,14 +59,14 @@ cdef inline void ist_store(vm_t* vm, unsigned int id, uint32_t w) noexcept nogil
     cdef uint64_t* row
     vm.ist[id] = w
     if iste_ready(old):
-        row = ready_row(vm, old)
+        row = ready_row(vm, old >> ISTE_IAFFID_SHIFT)
         if row != NULL:
             word = row[1 + k] & ~bit
             row[1 + k] = word
             if word == 0:  # (a branch: cheaper than a branch-free update, callgrind)
                 row[0] &= ~((<uint64_t>1) << k)
     if iste_ready(w):
-        row = ready_row(vm, w)
+        row = ready_row(vm, w >> ISTE_IAFFID_SHIFT)
         if row != NULL:
             row[1 + k] |= bit
             row[0] |= (<uint64_t>1) << k
@@ -100,12 +99,11 @@ cdef inline int ist_candidate(const vm_t* vm, const vcpu_t* v, unsigned int* pri
     # are out of scope (never delivered). Returns the SPI id, or -1.
     cdef int best = -1
     cdef unsigned int best_p = 32, p, k, id
-    cdef const uint64_t* row
+    cdef const uint64_t* row = ready_row(vm, v.vcpu_id)
     cdef uint64_t m, words
-    if v.vcpu_id >= vm.spi_ready_ids:
+    if row == NULL:
         prio[0] = best_p
         return best  # no IST yet: nothing is ready
-    row = vm.spi_ready + <size_t>v.vcpu_id * SPI_READY_ROW
     words = row[0]
     while words:  # v's non-empty words, ascending
         k = <unsigned int>gic5_ctz64(words)
