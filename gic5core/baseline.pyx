@@ -17,8 +17,8 @@
 from libc.stdint cimport uint32_t, uint64_t
 cimport cython
 
-from gic5core.mask cimport (mask128, mask_cut, test_bit, set_bit, clear_bit, bitmap_and,
-                            bitmap_andnot, bitmap_or, bitmap_select)
+from gic5core.mask cimport (mask128, mask_cut, mask_store, test_bit, set_bit, clear_bit,
+                            bitmap_and, bitmap_andnot, bitmap_or, bitmap_select)
 from gic5core.state cimport vm_t, vcpu_t, SW_PPI
 from gic5core.ppi cimport (vcpu_by_id, edge_cfg_of, best_priority_ppi, apr_highest, VMCR_EN,
                            VMCR_VPMR_SHIFT)
@@ -71,9 +71,9 @@ cdef inline uint64_t bare_events(vm_t* vm, int vcpus, uint64_t events, uint64_t 
             continue
         set_bit(num, &v.pending_latch)
         # entry
-        v.ich_pendr = mask_cut(bitmap_and(bitmap_or(v.pending_latch, bitmap_andnot(
+        mask_store(&v.ich_pendr, bitmap_and(bitmap_or(v.pending_latch, bitmap_andnot(
             v.line_level, edge_cfg_of(vm))), e), wide)
-        v.pending_latch = mask_cut(bitmap_andnot(v.pending_latch, edge), wide)
+        mask_store(&v.pending_latch, bitmap_andnot(v.pending_latch, edge), wide)
         # the guest: acknowledge, deactivate, priority drop, until nothing qualifies
         while v.vmcr & VMCR_EN:
             best = best_priority_ppi(&v.prio[vm.nr_ppis], mask_cut(bitmap_andnot(
@@ -89,9 +89,9 @@ cdef inline uint64_t bare_events(vm_t* vm, int vcpus, uint64_t events, uint64_t 
             clear_bit(best, &v.ich_activer)
             v.apr &= v.apr - 1
         # exit
-        v.active = mask_cut(bitmap_select(v.active, v.ich_activer, e), wide)
-        v.pending_latch = mask_cut(bitmap_or(v.pending_latch, bitmap_and(v.ich_pendr, edge)),
-                                   wide)
+        mask_store(&v.active, bitmap_select(v.active, v.ich_activer, e), wide)
+        mask_store(&v.pending_latch, bitmap_or(v.pending_latch, bitmap_and(v.ich_pendr, edge)),
+                   wide)
     return delivered
 
 

@@ -10,12 +10,13 @@
 # - flush, fold, cpu_cdia, exposed_of, vcpu_load, vcpu_put and serve_requests take `shape`, a
 #   promise about every VM they can run on, as bits: SHAPE_WIDE (a VM may have 128 PPIs),
 #   SHAPE_LEGACY (a VM's profile may have one of the v2/v3 switches legacy_profile names set),
-#   SHAPE_IRS (a VM's profile may have irs_uapi: without it, the 7.4-only state prio_raw, reload_req
-#   and irs_enabled is known clear). SHAPE_ANY (every caller but a storm) promises nothing and runs
-#   the code as written. A storm whose VMs all lack a bit passes a constant without it: mask_cut
-#   then drops the word-1 work, and a switch behind a missing bit is not read, because its value is
-#   known (False) for every VM. The values are the same (state.pxd: word 1 of every mask is zero on
-#   a 64-PPI VM; storm_loop checks the profiles).
+#   SHAPE_IRS (a VM's profile may have irs_uapi: without it, the 7.4-only state prio_raw,
+#   reload_req and irs_enabled is known clear). SHAPE_ANY (every caller but a storm) promises
+#   nothing and runs the code as written. A storm whose VMs all lack a bit passes a constant
+#   without it: mask_cut and mask_store then drop the word-1 work, and a switch behind a
+#   missing bit is not read, because its value is known (False) for every VM. The values are
+#   the same (state.pxd: word 1 of every mask is zero on a 64-PPI VM; storm_loop checks the
+#   profiles).
 # - Every function names the kernel function(s) it models and for which profiles: "v2" is the
 #   v2 posting (20251219155222.1383109), "v3" the v3 posting (20260109170400.1585048), "final"
 #   mainline 7.2/7.3, the 7.1 code with its fix batches (vgic-v5.c, hyp/vgic-v5-sr.c,
@@ -25,9 +26,9 @@
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport EINVAL, EBUSY, ENXIO, EIO
-from gic5core.mask cimport (mask128, mask_make, mask_cut, bitmap_zero, bit_mask, test_bit, set_bit,
-                            clear_bit, assign_bit, bitmap_and, bitmap_or, bitmap_andnot,
-                            bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
+from gic5core.mask cimport (mask128, mask_make, mask_cut, mask_store, bitmap_zero, bit_mask,
+                            test_bit, set_bit, clear_bit, assign_bit, bitmap_and, bitmap_or,
+                            bitmap_andnot, bitmap_xor, bitmap_select, bitmap_empty, gic5_ctz64)
 from gic5core.profile cimport (profile_t, UMASK_V2_INDEX_AS_BITMAP, EXPOSE_V2_PER_VCPU_INVERTED,
                                EXPOSE_VCPU0_EVERY_FIRST_RUN, EXPOSE_VCPU0_ONCE,
                                EXPOSE_FIRST_RUN_MASKED,
@@ -433,7 +434,7 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         v.prio_raw = 0
     # All profiles: ICH_PPI_DVIR := the vCPU's DVI bitmap as vgic_v5_set_ppi_dvi left it,
     # not cut to the exposed set.
-    v.ich_dvir = mask_cut(bitmap_and(v.hw, vm.impl), wide)
+    mask_store(&v.ich_dvir, bitmap_and(v.hw, vm.impl), wide)
     if (shape & SHAPE_LEGACY) and vm.prof.pendr_shadow:
         # v2 18/36, v3 19/36: the entry pending image is the raw shadow (every PPI, exposed or
         # not; the latch is left as it is), and v2 presets pendr_exit with it.
@@ -447,10 +448,10 @@ cdef inline void flush(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         e = exposed_of(vm, v, shape)
         pend = bitmap_and(irq_is_pending(vm, v), e)
         if not (shape & SHAPE_LEGACY) or vm.prof.clear_edge_latch_on_entry:
-            v.pending_latch = mask_cut(bitmap_andnot(v.pending_latch,
-                                                     bitmap_and(e, edge_cfg_of(vm))), wide)
+            mask_store(&v.pending_latch, bitmap_andnot(v.pending_latch,
+                                                       bitmap_and(e, edge_cfg_of(vm))), wide)
     # All profiles: ICH_PPI_PENDR := entry pending & ~DVIR ("the NON-DVI'd PPIs, only").
-    v.ich_pendr = mask_cut(bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl), wide)
+    mask_store(&v.ich_pendr, bitmap_and(bitmap_andnot(pend, v.ich_dvir), vm.impl), wide)
     # ICH_PPI_ACTIVER and ICH_PPI_ENABLER are restored from the images as they stand: ACTIVER
     # is the last exit's (the fold copies it: "Re-inject the exit state as entry state next
     # time!"), ENABLER what the trapped write handler left. Nothing rebuilds either from KVM's
@@ -509,10 +510,10 @@ cdef inline void fold(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         # final: for_each_visible_v5_ppi: irq->active := exit bit; an edge's latch ORs the
         # exit pending bit back in, so an edge injected while the guest ran is never lost.
         e = exposed_of(vm, v, shape)
-        v.active = mask_cut(bitmap_select(v.active, v.ich_activer, e), wide)
-        v.pending_latch = mask_cut(bitmap_or(v.pending_latch,
-                                             bitmap_and(bitmap_and(v.ich_pendr, e),
-                                                        edge_cfg_of(vm))), wide)
+        mask_store(&v.active, bitmap_select(v.active, v.ich_activer, e), wide)
+        mask_store(&v.pending_latch, bitmap_or(v.pending_latch,
+                                               bitmap_and(bitmap_and(v.ich_pendr, e),
+                                                          edge_cfg_of(vm))), wide)
     if (shape & SHAPE_LEGACY) and vm.prof.pendr_shadow:
         # v2/v3: vgic_ppi_pendr |= exit PENDR & ~HMR (edge and unexposed bits); v2 keeps the
         # exit images its wake check reads.
@@ -520,7 +521,7 @@ cdef inline void fold(vm_t* vm, vcpu_t* v, int shape) noexcept nogil:
         v.pendr_exit = v.ich_pendr
         v.enabler_exit = v.ich_enabler
     v.saved_vmcr = v.vmcr       # __vgic_v5_save_state: VMCR at every exit (APR: at the put)
-    v.ich_dvir = bitmap_zero()  # "Now that we are done, disable DVI"
+    mask_store(&v.ich_dvir, bitmap_zero(), wide)  # "Now that we are done, disable DVI"
     v.loaded = 0
 
 
