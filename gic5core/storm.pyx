@@ -89,7 +89,7 @@ cdef extern from *:
 cdef enum:
     PREFETCH_MIN_VCPUS = 4096   # below this a storm's vCPUs stay in L2: prefetching only costs
     # PREFETCH_AHEAD: events of look-ahead (a power of two), in two stages: the far one asks for
-    # the target's table entries (tv, tvm, truth, stats), the near one (PREFETCH_NEAR events
+    # the target's table entries (tg, truth, stats), the near one (PREFETCH_NEAR events
     # ahead, when those entries have arrived) for the vCPU and its VM's lines they point at.
     # One stage of 16 on 65,536 vCPUs: none 68 ns per injection, 1: 43, 4: 36, 8: 29, 16: 26.
     PREFETCH_AHEAD = 32
@@ -179,6 +179,13 @@ cdef enum:
     LAT_MAX = LAT_BUCKETS
     LAT_NOTMIN = LAT_BUCKETS + 1
     LAT_SLOTS = LAT_BUCKETS + 2
+
+
+ctypedef struct target_t:
+    # The flat vCPU number t's VM and vCPU (storm_run's table, in the order of cores): one
+    # pair, so a random target costs one line of the table, not one line in each of two.
+    vm_t* vm
+    vcpu_t* v
 
 
 ctypedef struct ctx_t:
@@ -515,11 +522,11 @@ ctypedef fused shape_tag_t:
 cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                               uint8_t* spi_truth, uint64_t n_events, uint64_t event_base,
                               uint64_t event_total, int pattern, int service_every,
-                              uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
+                              uint64_t seed, bint drain, int mix, const target_t* tg,
                               vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
                               shape_tag_t tag) noexcept nogil:
     # Events event_base .. event_base + n_events of a run of event_total events (the sorted
-    # pattern spreads the whole run over the vCPUs in order, across batches). tvm/tv map a
+    # pattern spreads the whole run over the vCPUs in order, across batches). tg maps a
     # flat vCPU number to its VM and vCPU, so the loop has no division in it. vms is sorted by
     # address: the lock order.
     cdef uint64_t total = <uint64_t>nvms * <uint64_t>per_vm
@@ -545,8 +552,8 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     cdef unsigned int nr = vms[0].nr_ppis
     cdef bint legacy = vms[0].prof.pendr_shadow or vms[0].prof.fold_changed_only \
         or vms[0].prof.exposure_rule == EXPOSE_V2_PER_VCPU_INVERTED
-    cdef size_t vcpu_head = <size_t>((<char*>&tv[0].prio[0] if legacy
-                                      else <char*>&tv[0].exposed) - <char*>tv[0])
+    cdef size_t vcpu_head = <size_t>((<char*>&tg[0].v.prio[0] if legacy
+                                      else <char*>&tg[0].v.exposed) - <char*>tg[0].v)
     cdef vm_t* pvm
     cdef vcpu_t* pv
     cdef uint32_t pw
@@ -581,8 +588,7 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                 ahead[slot] = splitmix64(&rng)   # the word of event i + PREFETCH_AHEAD
                 # far: the tables' entries for event i + PREFETCH_AHEAD
                 k = <int>reduce_range(ahead[slot], total)
-                __builtin_prefetch(&tv[k], 0, 3)
-                __builtin_prefetch(&tvm[k], 0, 3)
+                __builtin_prefetch(&tg[k], 0, 3)
                 __builtin_prefetch(&truth[k], 1, 3)
                 # both lines: a caller's numpy array is 16-byte aligned, so a 64-byte record
                 # may straddle two
@@ -590,8 +596,8 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                 __builtin_prefetch(<char*>&stats[k] + sizeof(vstat_t) - 1, 1, 3)
                 # near: what those entries point at, for event i + PREFETCH_NEAR
                 k = <int>reduce_range(ahead[(i + PREFETCH_NEAR) & (PREFETCH_AHEAD - 1)], total)
-                pv = tv[k]
-                pvm = tvm[k]
+                pv = tg[k].v
+                pvm = tg[k].vm
                 pw = stats[k].word
                 gic5_prefetch_span(pv, vcpu_head)
                 gic5_prefetch_span(&pv.prio[nr], 32)
@@ -610,8 +616,8 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                     t = reduce_range(r, total)
                     burst_left = BURST_LEN
                 burst_left -= 1
-            vm = tvm[t]
-            v = tv[t]
+            vm = tg[t].vm
+            v = tg[t].v
             c.now = <uint32_t>(event_base + i)
             c.vs = &stats[t]
             # the SPI truth and stamps of t's VM (laid out per VM, NR_SPIS_MAX each)
@@ -644,8 +650,8 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     lock_all(vms, nvms)
     c.now = <uint32_t>(event_base + n_events)  # drained deliveries are late by the whole run
     for t in range(total):
-        vm = tvm[t]
-        v = tv[t]
+        vm = tg[t].vm
+        v = tg[t].v
         c.vs = &stats[t]
         st = spi_truth
         c.ss = spi_stamps
@@ -664,7 +670,7 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     if mix != MIX_EDGES:
         # Every SPI of every VM: nothing may still be pending, in the truth or in the IST.
         for k in range(nvms):
-            vm = tvm[k * per_vm]
+            vm = tg[k * per_vm].vm
             st = &spi_truth[k * 1024]
             for n in range(vm.nr_spis if vm.ist_entries else 0):
                 if ((vm.ist[n] & ISTE_PENDING) != 0) != ((st[n] & S_PEND) != 0):
@@ -680,8 +686,8 @@ cdef inline void storm_events(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
 
 cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* spi_truth,
                      uint64_t n_events, uint64_t event_base, uint64_t event_total, int pattern,
-                     int service_every, uint64_t seed, bint drain, int mix, vm_t** tvm,
-                     vcpu_t** tv, vstat_t* stats, uint64_t* spi_stamps,
+                     int service_every, uint64_t seed, bint drain, int mix,
+                     const target_t* tg, vstat_t* stats, uint64_t* spi_stamps,
                      ctx_t* c, bint narrow) noexcept nogil:
     # storm_events, compiled several times over, each copy with a constant shape (ppi.pxd):
     # SHAPE_ANY unless narrow is set and every VM has 64 PPIs (final, 7.4), so flush / fold /
@@ -703,7 +709,7 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
     for k in range(nvms):
         if vms[k].nr_ppis > 64 or not narrow:
             storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base,
-                         event_total, pattern, service_every, seed, drain, mix, tvm, tv,
+                         event_total, pattern, service_every, seed, drain, mix, tg,
                          stats, spi_stamps, c, <shape_any_t>0)
             return
         legacy = legacy or legacy_profile(&vms[k].prof)
@@ -711,22 +717,22 @@ cdef void storm_loop(vm_t** vms, int nvms, int per_vm, uint8_t* truth, uint8_t* 
     if legacy:
         # no profile has 64 PPIs and a legacy switch; the generic copy would answer it
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                     pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                     pattern, service_every, seed, drain, mix, tg, stats, spi_stamps, c,
                      <shape_any_t>0)
     elif irs:
         storm_mixes(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                    pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                    pattern, service_every, seed, drain, mix, tg, stats, spi_stamps, c,
                     <shape_irs_t>0)
     else:
         storm_mixes(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                    pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                    pattern, service_every, seed, drain, mix, tg, stats, spi_stamps, c,
                     <shape_final_t>0)
 
 
 cdef inline void storm_mixes(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
                              uint8_t* spi_truth, uint64_t n_events, uint64_t event_base,
                              uint64_t event_total, int pattern, int service_every,
-                             uint64_t seed, bint drain, int mix, vm_t** tvm, vcpu_t** tv,
+                             uint64_t seed, bint drain, int mix, const target_t* tg,
                              vstat_t* stats, uint64_t* spi_stamps, ctx_t* c,
                              shape_tag_t tag) noexcept nogil:
     # storm_loop's calls for one one-word shape: the uniform pattern with each mix as a
@@ -734,19 +740,19 @@ cdef inline void storm_mixes(vm_t** vms, int nvms, int per_vm, uint8_t* truth,
     # how many clones these become (storm_loop's comment says what it chose).
     if pattern == PATTERN_UNIFORM and mix == MIX_EDGES:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                     PATTERN_UNIFORM, service_every, seed, drain, MIX_EDGES, tvm, tv, stats,
+                     PATTERN_UNIFORM, service_every, seed, drain, MIX_EDGES, tg, stats,
                      spi_stamps, c, tag)
     elif pattern == PATTERN_UNIFORM and mix == MIX_MIXED:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                     PATTERN_UNIFORM, service_every, seed, drain, MIX_MIXED, tvm, tv, stats,
+                     PATTERN_UNIFORM, service_every, seed, drain, MIX_MIXED, tg, stats,
                      spi_stamps, c, tag)
     elif pattern == PATTERN_UNIFORM and mix == MIX_SPI and shape_tag_t is shape_irs_t:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                     PATTERN_UNIFORM, service_every, seed, drain, MIX_SPI, tvm, tv, stats,
+                     PATTERN_UNIFORM, service_every, seed, drain, MIX_SPI, tg, stats,
                      spi_stamps, c, tag)
     else:
         storm_events(vms, nvms, per_vm, truth, spi_truth, n_events, event_base, event_total,
-                     pattern, service_every, seed, drain, mix, tvm, tv, stats, spi_stamps, c,
+                     pattern, service_every, seed, drain, mix, tg, stats, spi_stamps, c,
                      tag)
 
 
@@ -864,35 +870,32 @@ def storm_run(cores, vcpus_per_vm, injections, str pattern="uniform", seed=1,
     if lat_view.shape[0] != 2 or lat_view.shape[1] != LAT_SLOTS:
         raise ValueError(f"latency must have shape (2, {LAT_SLOTS})")
     cdef vm_t** vms = <vm_t**>malloc(nvms * sizeof(vm_t*))
-    cdef vm_t** tvm = <vm_t**>malloc(total * sizeof(vm_t*))
-    cdef vcpu_t** tv = <vcpu_t**>malloc(total * sizeof(vcpu_t*))
-    if vms == NULL or tvm == NULL or tv == NULL:
+    cdef target_t* tg = <target_t*>malloc(total * sizeof(target_t))
+    if vms == NULL or tg == NULL:
         free(vms)
-        free(tvm)
-        free(tv)
+        free(tg)
         raise MemoryError()
     for i in range(nvms):
         core = <VmCore>cores[i]
         vms[i] = &core.vm
         for j in range(per_vm):
-            tvm[i * per_vm + j] = &core.vm
-            tv[i * per_vm + j] = core.vm.vcpus[j]
+            tg[i * per_vm + j].vm = &core.vm
+            tg[i * per_vm + j].v = core.vm.vcpus[j]
     qsort(vms, nvms, sizeof(vm_t*), compare_ptr)
     cdef vstat_t* vs = <vstat_t*>&stats_view[0, 0]
     for j in range(total):
-        vs[j].word = sw_ppi_word(tv[j].vcpu_id)
+        vs[j].word = sw_ppi_word(tg[j].v.vcpu_id)
     memset(&c, 0, sizeof(c))
     c.lat = &lat_view[0, 0]
     c.ss = &stamps_view[0]
     with nogil:
         t0 = now_ns()
         storm_loop(vms, nvms, per_vm, &truth_view[0], &spi_truth_view[0], n_events, base,
-                   total_events, pat, every, rng_seed, drain, mx, tvm, tv,
+                   total_events, pat, every, rng_seed, drain, mx, tg,
                    vs, &stamps_view[0], &c, narrow)
         t1 = now_ns()
     free(vms)
-    free(tvm)
-    free(tv)
+    free(tg)
     result = dict(c.n)
     result["elapsed_ns"] = t1 - t0
     result["stats"] = stats
